@@ -1,0 +1,1 @@
+"""tap-ad-invoices: every invoice from Amazon Ads, Google Ads and Amazon Business."""

@@ -1,0 +1,3 @@
+from tap_ad_invoices.tap import cli
+
+cli()

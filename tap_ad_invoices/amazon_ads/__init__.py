@@ -1,0 +1,22 @@
+"""Amazon Ads: the global invoicing report (billing statements)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tap_ad_invoices.amazon_ads.config import CONFIG_PROPERTY, PREFIX, AmazonAdsSettings, validate
+from tap_ad_invoices.sources import Source
+
+if TYPE_CHECKING:
+    from singer_sdk import Stream
+
+    from tap_ad_invoices.tap import TapAdInvoices
+
+
+def _streams(tap: TapAdInvoices) -> list[Stream]:
+    from tap_ad_invoices.amazon_ads.streams import BillingStatementsStream
+
+    return [BillingStatementsStream(tap, AmazonAdsSettings.from_section(tap.config[PREFIX]))]
+
+
+SOURCE = Source(key=PREFIX, config_property=CONFIG_PROPERTY, validate=validate, streams=_streams)

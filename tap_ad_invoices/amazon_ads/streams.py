@@ -1,0 +1,229 @@
+"""Stream `amazon_ads_billing_statements`: one record per invoice row of the global invoicing report.
+
+State (custom keys, written after every statement so a killed run loses nothing):
+    {"accounts": {"<global account id>": {
+        "synced_through": "2026-11-21",     # every window up to here was emitted
+        "pending": [{"start": ..., "end": ..., "billing_statement_id": ...}]}}}
+A pending statement is polled again by the next run, never re-created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk import Stream
+from singer_sdk import typing as th
+
+from tap_ad_invoices.amazon_ads.client import AmazonAdsClient, StatementRequest
+from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
+from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record
+from tap_ad_invoices.csvstream import iter_csv_dicts
+from tap_ad_invoices.errors import ApiError
+from tap_ad_invoices.jobs import AsyncJobRunner, Job, JobLost, JobStatus, JobUpdate
+from tap_ad_invoices.redaction import redact
+from tap_ad_invoices.settings import sync_range
+from tap_ad_invoices.windows import Window, contiguous_end, plan_windows
+
+if TYPE_CHECKING:
+    from tap_ad_invoices.tap import TapAdInvoices
+
+STREAM = "amazon_ads_billing_statements"
+DOWNLOAD_ATTEMPTS = 3  # a link can expire between poll and download: ask for a fresh one
+
+SCHEMA = th.PropertiesList(
+    th.Property("account_id", th.StringType, required=True,
+                description="Global account id (amzn1.ads-account.g.…)."),
+    th.Property("invoice_key", th.StringType, required=True,
+                description="The invoice number; a row digest when the statement has none."),
+    th.Property("invoice_number", th.StringType),
+    th.Property("document_type", th.StringType, description="Invoice or credit note, as written."),
+    th.Property("invoice_status", th.StringType, description="Paid, Unpaid, …, as written."),
+    th.Property("invoice_date", th.DateType),
+    th.Property("due_date", th.DateType),
+    th.Property("service_start_date", th.DateType),
+    th.Property("service_end_date", th.DateType),
+    th.Property("country_code", th.StringType),
+    th.Property("currency", th.StringType),
+    th.Property("billable_amount", th.NumberType, description="Exact decimal."),
+    th.Property("tax_amount", th.NumberType, description="Exact decimal."),
+    th.Property("total_amount", th.NumberType, description="Exact decimal."),
+    th.Property("amount_paid", th.NumberType, description="Exact decimal."),
+    th.Property("remaining_amount", th.NumberType, description="Exact decimal."),
+    th.Property("purchase_order", th.StringType),
+    th.Property("advertiser_name", th.StringType),
+    th.Property("payment_method", th.StringType),
+    th.Property("statement_start_date", th.DateType, required=True),
+    th.Property("statement_end_date", th.DateType, required=True),
+    th.Property("billing_statement_id", th.StringType, required=True),
+    th.Property("columns", th.ObjectType(additional_properties=th.StringType), required=True,
+                description="Every column of the row under its original header."),
+).to_dict()
+
+
+class BillingStatementsStream(Stream):
+    name = STREAM
+    primary_keys = ("account_id", "invoice_key")
+    replication_key = None
+    schema = SCHEMA
+
+    def __init__(self, tap: TapAdInvoices, settings: AmazonAdsSettings) -> None:
+        super().__init__(tap)
+        self.settings = settings
+        self._failures = tap.failures
+
+    # -- state ----------------------------------------------------------------------
+    def _account_state(self, account_id: str) -> dict[str, Any]:
+        accounts = self.stream_state.setdefault("accounts", {})
+        return accounts.setdefault(account_id, {"synced_through": None, "pending": []})
+
+    def _checkpoint(self) -> None:
+        """Emit STATE now: only ever after the records it covers were yielded."""
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def _remember_pending(self, job: Job[StatementRequest]) -> None:
+        request = job.spec
+        self._account_state(request.account_id)["pending"].append({
+            "start": request.start.isoformat(), "end": request.end.isoformat(),
+            "billing_statement_id": job.job_id,
+        })
+        self._checkpoint()
+
+    def _forget_pending(self, request: StatementRequest) -> None:
+        state = self._account_state(request.account_id)
+        state["pending"] = [p for p in state["pending"]
+                            if (p["start"], p["end"]) != (request.start.isoformat(),
+                                                          request.end.isoformat())]
+
+    # -- planning -------------------------------------------------------------------
+    def _plan(self, account_id: str, start: dt.date, end: dt.date) -> list[tuple[Window, str | None]]:
+        state = self._account_state(account_id)
+        if state.get("synced_through"):
+            bookmark = dt.date.fromisoformat(state["synced_through"])
+            start = max(start, bookmark - dt.timedelta(days=self.settings.lookback_days))
+        pending = {Window(dt.date.fromisoformat(p["start"]), dt.date.fromisoformat(p["end"])):
+                   p["billing_statement_id"] for p in state["pending"]}
+        windows = plan_windows(start, end, self.settings.window_days, pending)
+        return [(window, pending.get(window)) for window in windows]
+
+    # -- sync -----------------------------------------------------------------------
+    def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:
+        client = AmazonAdsClient(self.settings)
+        start_at, end_at = sync_range(self.config)
+        try:
+            account_ids = list(self.settings.account_ids) or client.list_account_ids()
+        except ApiError as exc:
+            self._failures.record(STREAM, "account discovery", str(exc), self.logger)
+            return
+        self.logger.info("Amazon Ads: %d account(s): %s", len(account_ids), ", ".join(account_ids))
+
+        plans = {a: self._plan(a, start_at.date(), end_at.date()) for a in account_ids}
+        done: dict[str, set[Window]] = {a: set() for a in account_ids}
+        failed: set[str] = set()
+        specs = [(StatementRequest(a, w.start, w.end), statement_id)
+                 for a in account_ids for w, statement_id in plans[a]]
+        seen: dict[str, set[str]] = {a: set() for a in account_ids}
+
+        runner: AsyncJobRunner[StatementRequest] = AsyncJobRunner(
+            start=client.create_billing_statement,
+            poll=lambda request, statement_id: self._poll(client, request, statement_id),
+            poll_interval=self.settings.poll_interval_seconds,
+            max_outstanding=int(self.config.get("max_workers", 4)),
+            deadline=time.monotonic() + self.settings.max_wait_seconds,
+            on_started=self._remember_pending,
+        )
+        still_running = 0
+        for job in runner.run(specs):
+            request = job.spec
+            window = Window(request.start, request.end)
+            if job.update.status is JobStatus.DONE:
+                try:
+                    yield from self._emit_statement(client, job, seen[request.account_id])
+                    done[request.account_id].add(window)
+                    self._forget_pending(request)
+                except (ApiError, OSError, ValueError) as exc:
+                    self._fail(request, f"download failed: {exc}", failed)
+            elif job.update.status is JobStatus.PENDING:
+                still_running += job.job_id is not None
+            else:
+                self._forget_pending(request)  # a FAILED statement is requested anew next run
+                self._fail(request, f"statement {job.update.status.value}: "
+                                    f"{job.update.detail or 'no details'}", failed)
+            self._advance_bookmark(request.account_id, [w for w, _ in plans[request.account_id]],
+                                   done[request.account_id])
+            self._checkpoint()
+        if still_running:
+            self.logger.warning(
+                "Amazon Ads: %d statement(s) still IN_PROGRESS after amazon_ads.max_wait_seconds="
+                "%g; their ids are in state and the next run resumes them",
+                still_running, self.settings.max_wait_seconds)
+
+    def _poll(self, client: AmazonAdsClient, request: StatementRequest, statement_id: str
+              ) -> JobUpdate:
+        try:
+            return client.get_billing_statement(request, statement_id)
+        except ApiError as exc:
+            if exc.status == 404:
+                raise JobLost("the API no longer knows this statement id") from exc
+            raise
+
+    def _fail(self, request: StatementRequest, reason: str, failed: set[str]) -> None:
+        failed.add(request.account_id)
+        self._failures.record(STREAM, f"{request.account_id} {request.start}..{request.end}",
+                              redact(reason), self.logger)
+
+    def _advance_bookmark(self, account_id: str, windows: list[Window], done: set[Window]) -> None:
+        end = contiguous_end(windows, done)
+        state = self._account_state(account_id)
+        current = state.get("synced_through")
+        if end is not None and (current is None or end.isoformat() > current):
+            state["synced_through"] = end.isoformat()
+
+    def _emit_statement(self, client: AmazonAdsClient, job: Job[StatementRequest],
+                        seen: set[str]) -> Iterator[dict[str, Any]]:
+        request, statement_id = job.spec, job.job_id
+        assert statement_id is not None
+        link = job.update.result
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                rows = yield from self._emit_rows(client, request, statement_id, link, seen)
+                self.logger.info("Amazon Ads: %s: %d row(s)", request, rows)
+                return
+            except ApiError as exc:
+                if attempt == DOWNLOAD_ATTEMPTS or exc.status not in (400, 403):
+                    raise
+                # Presigned links expire (X-Amz-Expires); polling again yields a fresh one.
+                self.logger.warning("Amazon Ads: %s: download link refused (%s), asking for a "
+                                    "new one", request, exc.status)
+                update = client.get_billing_statement(request, statement_id)
+                link = update.result
+
+    def _emit_rows(self, client: AmazonAdsClient, request: StatementRequest, statement_id: str,
+                   link: str, seen: set[str]) -> Iterator[dict[str, Any]]:
+        occurrences: Counter[str] = Counter()
+        rows = 0
+        with client.open_download(link, str(request)) as raw:
+            columns: StatementColumns | None = None
+            for header, cells in iter_csv_dicts(raw):
+                if columns is None or columns.header != header:
+                    columns = StatementColumns(header, self.settings.locale)
+                    if "invoice_number" not in columns.positions:
+                        self.logger.warning("Amazon Ads: no invoice number column in %s; rows are "
+                                            "keyed by their content", header)
+                record = row_to_record(columns, cells, account_id=request.account_id,
+                                       statement_start=request.start, statement_end=request.end)
+                record["billing_statement_id"] = statement_id
+                # One invoice on several rows keeps every row: n-th repeat gets "#n".
+                occurrences[record["invoice_key"]] += 1
+                if occurrences[record["invoice_key"]] > 1:
+                    record["invoice_key"] += f"#{occurrences[record['invoice_key']]}"
+                rows += 1
+                if record["invoice_key"] in seen:
+                    continue  # already emitted this run (overlap, or a retried download)
+                seen.add(record["invoice_key"])
+                yield record
+        return rows

@@ -1,0 +1,141 @@
+"""Invoice documents: bounded download, unwrapping, verification, storage.
+
+Shared by Google Ads (PDF from pdf_url) and Amazon Business (report documents
+that arrive as a PDF inside a zip inside gzip, whatever compressionAlgorithm
+says). Everything happens in memory, bounded by `documents.max_bytes`; the only
+file ever written is the final one under `documents.destination`.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from tap_ad_invoices.errors import ConfigError
+from tap_ad_invoices.settings import check_int
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+PDF_MAGIC = b"%PDF"
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
+_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class DocumentError(ValueError):
+    """A document is unusable (too large, not a PDF, a broken archive)."""
+
+
+@dataclass(frozen=True)
+class DocumentSettings:
+    destination: str | None = None
+    inline: bool = False
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DocumentSettings:
+        section = config.get("documents") or {}
+        max_bytes = section.get("max_bytes", DEFAULT_MAX_BYTES)
+        check_int("documents", "max_bytes", max_bytes, minimum=1)
+        destination = section.get("destination") or None
+        if destination is not None and not isinstance(destination, str):
+            raise ConfigError("documents.destination", "expected a directory path or fsspec URL")
+        return cls(destination, bool(section.get("inline", False)), int(max_bytes))
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    sha256: str
+    size: int
+    page_count: int | None
+    uri: str | None
+    content_base64: str | None
+
+
+def read_bounded(chunks: Iterable[bytes], max_bytes: int, what: str) -> bytes:
+    """Join chunks, refusing to hold more than `max_bytes` in memory."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        if len(buffer) > max_bytes:
+            raise DocumentError(f"{what} is larger than documents.max_bytes ({max_bytes} bytes)")
+    return bytes(buffer)
+
+
+def _inflate_bounded(stream: io.BufferedIOBase | gzip.GzipFile, max_bytes: int, what: str) -> bytes:
+    return read_bounded(iter(lambda: stream.read(1 << 16), b""), max_bytes, what)
+
+
+def unwrap_pdf(data: bytes, max_bytes: int, what: str) -> bytes:
+    """gzip, then zip, then %PDF, by the bytes themselves; bounded at every layer.
+
+    Names inside a zip are never used as paths: the single PDF member is read
+    into memory by content.
+    """
+    for _ in range(3):  # gzip(zip(pdf)) at most, plus one redundant layer
+        if data.startswith(GZIP_MAGIC):
+            try:
+                data = _inflate_bounded(gzip.GzipFile(fileobj=io.BytesIO(data)), max_bytes, what)
+            except (OSError, EOFError) as exc:
+                raise DocumentError(f"{what}: broken gzip data ({exc})") from None
+        elif data.startswith(ZIP_MAGIC):
+            data = _pdf_from_zip(data, max_bytes, what)
+        else:
+            break
+    if not data.startswith(PDF_MAGIC):
+        raise DocumentError(f"{what} is not a PDF (starts with {data[:8]!r})")
+    return data
+
+
+def _pdf_from_zip(data: bytes, max_bytes: int, what: str) -> bytes:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise DocumentError(f"{what}: broken zip archive ({exc})") from None
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if not members:
+        raise DocumentError(f"{what}: empty zip archive")
+    for member in members:
+        if member.file_size > max_bytes:
+            raise DocumentError(f"{what} is larger than documents.max_bytes ({max_bytes} bytes)")
+        with archive.open(member) as handle:
+            content = _inflate_bounded(handle, max_bytes, what)  # type: ignore[arg-type]
+        if content.startswith((PDF_MAGIC, GZIP_MAGIC, ZIP_MAGIC)):
+            return content
+    raise DocumentError(f"{what}: no PDF inside the zip archive")
+
+
+def count_pages(pdf: bytes) -> int | None:
+    """Cheap page count (page objects); None when the PDF hides them in object streams."""
+    count = len(_PAGE.findall(pdf))
+    return count or None
+
+
+def safe_name(*parts: str) -> str:
+    return "-".join(_UNSAFE.sub("_", p).strip("_") or "_" for p in parts if p)
+
+
+class DocumentStore:
+    def __init__(self, settings: DocumentSettings) -> None:
+        self.settings = settings
+
+    def store(self, pdf: bytes, *, source: str, account: str, name: str) -> StoredDocument:
+        """Keep `pdf` as configured; the stored path derives from source, account and name."""
+        sha256 = hashlib.sha256(pdf).hexdigest()
+        uri = None
+        if self.settings.destination:
+            base = self.settings.destination.rstrip("/")
+            uri = f"{base}/{safe_name(source)}/{safe_name(account)}/{safe_name(name)}.pdf"
+            with fsspec.open(uri, "wb", auto_mkdir=True) as handle:
+                handle.write(pdf)
+        content = base64.b64encode(pdf).decode("ascii") if self.settings.inline else None
+        return StoredDocument(sha256, len(pdf), count_pages(pdf), uri, content)

@@ -1,0 +1,334 @@
+"""Amazon Ads: /adsAccounts/list, /billingStatements (create, poll), S3 statement downloads.
+
+The data is deterministic (derived from hashes, not from the clock): three
+global accounts in several countries and currencies, monthly invoices from
+January 2025 to October 2026, paid and unpaid, credit notes with negative
+amounts, purchase orders holding commas, non-ASCII names. The CSV column names
+are invented: Amazon does not publish them, and the tap must not depend on them.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import gzip
+import hashlib
+import io
+import itertools
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+from tap_ad_invoices.emulator.core import Emulator, Request, Response, json_response
+
+CLIENT_ID = "amzn1.application-oa2-client.emulator0ads"
+CLIENT_SECRET = "emulator-ads-client-secret-7f3a"
+REFRESH_TOKEN = "Atzr|emulator-ads-refresh-token-91c2"
+
+COUNTRY_CURRENCY = {
+    "US": "USD", "CA": "CAD", "MX": "MXN", "DE": "EUR", "FR": "EUR", "UK": "GBP",
+    "JP": "JPY", "AU": "AUD",
+}
+TAX_RATE = {"US": "0", "CA": "0.05", "MX": "0.16", "DE": "0.19", "FR": "0.20", "UK": "0.20",
+            "JP": "0.10", "AU": "0.10"}
+
+ACCOUNTS = [
+    ("amzn1.ads-account.g.emu1na000001", "Acme Outdoor Inc.", ["US", "CA"]),
+    ("amzn1.ads-account.g.emu2eu000002", "Müller Gartenbedarf GmbH", ["DE", "FR", "UK"]),
+    ("amzn1.ads-account.g.emu3fe000003", "株式会社さくら商事", ["JP", "AU"]),
+]
+FIRST_MONTH = dt.date(2025, 1, 1)
+LAST_MONTH = dt.date(2026, 10, 1)
+# Invoices issued on or after this date are still open in the emulator's world.
+UNPAID_FROM = dt.date(2026, 9, 1)
+
+HEADER = [
+    "Invoice Number", "Invoice Date", "Due Date", "Invoice Status", "Country", "Currency",
+    "Billing Period Start", "Billing Period End", "Advertiser Name", "Document Type",
+    "Purchase Order", "Billable Amount", "Tax Amount", "Total Amount", "Amount Paid",
+    "Remaining Amount", "Notes",
+]
+
+
+@dataclass
+class AdsInvoice:
+    account_id: str
+    invoice_number: str
+    invoice_date: dt.date
+    due_date: dt.date
+    status: str
+    country_code: str
+    currency: str
+    period_start: dt.date
+    period_end: dt.date
+    advertiser: str
+    document_type: str
+    purchase_order: str
+    billable_amount: Decimal
+    tax_amount: Decimal
+    total_amount: Decimal
+    amount_paid: Decimal
+    remaining_amount: Decimal
+    notes: str
+
+
+def _digits(*parts: object) -> int:
+    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:12], 16)
+
+
+def _quantum(currency: str) -> Decimal:
+    return Decimal("1") if currency == "JPY" else Decimal("0.01")
+
+
+def _months() -> list[dt.date]:
+    months, month = [], FIRST_MONTH
+    while month <= LAST_MONTH:
+        months.append(month)
+        month = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return months
+
+
+def _month_end(month: dt.date) -> dt.date:
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+
+
+def build_invoices() -> list[AdsInvoice]:
+    invoices: list[AdsInvoice] = []
+    for (account_id, name, countries), (index, month) in itertools.product(
+        ACCOUNTS, enumerate(_months())
+    ):
+        for country in countries:
+            seed = _digits(account_id, country, month)
+            currency = COUNTRY_CURRENCY[country]
+            q = _quantum(currency)
+            scale = Decimal(150) if currency == "JPY" else Decimal(1)
+            billable = (Decimal(seed % 2_500_000) / 100 * scale + 25).quantize(q)
+            invoices.append(_invoice(account_id, name, country, month, billable, seed, index))
+            if seed % 7 == 0:  # a credit note against this month's invoice
+                credit = -(billable * Decimal("0.1")).quantize(q)
+                invoices.append(_invoice(account_id, name, country, month, credit, seed + 1, index,
+                                         credit_note=True))
+    return invoices
+
+
+def _invoice(account_id: str, name: str, country: str, month: dt.date, billable: Decimal,
+             seed: int, index: int, credit_note: bool = False) -> AdsInvoice:
+    currency = COUNTRY_CURRENCY[country]
+    q = _quantum(currency)
+    tax = (billable * Decimal(TAX_RATE[country])).quantize(q)
+    total = billable + tax
+    issued = _month_end(month) + dt.timedelta(days=1 + seed % 3)
+    paid = issued < UNPAID_FROM
+    partial = not paid and seed % 3 == 0
+    amount_paid = total if paid else ((total / 2).quantize(q) if partial else Decimal(0) * q)
+    number = f"{'CN' if credit_note else 'IN'}-{country}-{month:%y%m}-{account_id[-4:]}"
+    purchase_order = ["", f"PO {seed % 9000 + 1000}, {country}, Q{(month.month - 1) // 3 + 1}",
+                      f"PO-{seed % 100000}"][seed % 3]
+    notes = "Adjusted for invalid traffic,\nsee credit note" if credit_note else ""
+    return AdsInvoice(
+        account_id=account_id,
+        invoice_number=number,
+        invoice_date=issued,
+        due_date=issued + dt.timedelta(days=30),
+        status="Paid" if paid else ("Partially Paid" if partial else "Unpaid"),
+        country_code=country,
+        currency=currency,
+        period_start=month,
+        period_end=_month_end(month),
+        advertiser=name,
+        document_type="Credit Note" if credit_note else "Invoice",
+        purchase_order=purchase_order,
+        billable_amount=billable,
+        tax_amount=tax,
+        total_amount=total,
+        amount_paid=amount_paid,
+        remaining_amount=total - amount_paid,
+        notes=notes,
+    )
+
+
+def _money(value: Decimal) -> str:
+    """As the console writes amounts: thousands separators, minus sign in front."""
+    return f"{value:,}" if value.as_tuple().exponent < 0 else f"{value:,.0f}"
+
+
+def render_csv(invoices: list[AdsInvoice]) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    for position, inv in enumerate(invoices):
+        if position == 2:
+            out.write("\r\n")  # real exports carry stray blank lines
+        writer.writerow([
+            inv.invoice_number, inv.invoice_date.isoformat(), inv.due_date.isoformat(), inv.status,
+            inv.country_code, inv.currency, inv.period_start.isoformat(), inv.period_end.isoformat(),
+            inv.advertiser, inv.document_type, inv.purchase_order, _money(inv.billable_amount),
+            _money(inv.tax_amount), _money(inv.total_amount), _money(inv.amount_paid),
+            _money(inv.remaining_amount), inv.notes,
+        ])
+    return "\ufeff".encode() + out.getvalue().encode("utf-8")
+
+
+def parse_request_date(text: str, accepted: list[str]) -> dt.date | None:
+    formats = {"YYYYMMDD": "%Y%m%d", "YYYY-MM-DD": "%Y-%m-%d"}
+    for name in accepted:
+        try:
+            return dt.datetime.strptime(text, formats[name]).date()
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
+class AmazonAdsEmulator:
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.invoices = build_invoices()
+        self.statements: dict[str, dict[str, Any]] = {}
+        self.sequence = itertools.count(1)
+        self.create_requests: list[dict[str, Any]] = []
+
+    def tap_config(self) -> dict[str, Any]:
+        base = self.emulator.base_url
+        return {"amazon_ads": {
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN,
+            "region": "NA", "api_url": base, "token_url": f"{base}/auth/o2/token",
+            "poll_interval_seconds": 0.2,
+        }}
+
+    # ground truth for tests, and changes between runs
+    def truth(self) -> list[dict[str, Any]]:
+        return [asdict(inv) for inv in self.invoices]
+
+    def mutate(self, change: dict[str, Any]) -> dict[str, Any]:
+        if change["op"] == "pay":
+            for inv in self.invoices:
+                if inv.invoice_number == change["invoice_number"]:
+                    inv.status, inv.amount_paid, inv.remaining_amount = (
+                        "Paid", inv.total_amount, inv.total_amount - inv.total_amount)
+                    return asdict(inv)
+        if change["op"] == "add":
+            template = next(i for i in self.invoices if i.account_id == change["account_id"])
+            issued = dt.date.fromisoformat(change["invoice_date"])
+            amount = Decimal(change["billable_amount"])
+            new = AdsInvoice(**{**asdict(template), "invoice_number": change["invoice_number"],
+                                "invoice_date": issued, "due_date": issued + dt.timedelta(days=30),
+                                "status": "Unpaid", "billable_amount": amount,
+                                "tax_amount": Decimal(0), "total_amount": amount,
+                                "amount_paid": Decimal("0.00"), "remaining_amount": amount,
+                                "purchase_order": "", "notes": ""})
+            self.invoices.append(new)
+            return asdict(new)
+        raise ValueError(f"unknown change {change!r}")
+
+    def _unauthorized(self, request: Request) -> Response | None:
+        client = self.emulator.token_client(request.headers.get("authorization"))
+        if client is None:
+            return json_response(401, {"code": "UNAUTHORIZED", "details": "Not authorized"})
+        if request.headers.get("amazon-advertising-api-clientid") != client:
+            return json_response(
+                401, {"code": "UNAUTHORIZED", "details": "Invalid Amazon-Advertising-API-ClientId"}
+            )
+        return None
+
+    def statement_rows(self, statement: dict[str, Any]) -> list[AdsInvoice]:
+        return [
+            inv for inv in self.invoices
+            if inv.account_id == statement["account_id"]
+            and statement["start"] <= inv.invoice_date <= statement["end"]
+            and (not statement["countries"] or inv.country_code in statement["countries"])
+        ]
+
+
+def install(emulator: Emulator) -> AmazonAdsEmulator:
+    ads = AmazonAdsEmulator(emulator)
+    emulator.lwa_clients[CLIENT_ID] = (CLIENT_SECRET, REFRESH_TOKEN)  # type: ignore[attr-defined]
+    emulator.knobs.setdefault("ads_polls_until_ready", 1)
+    emulator.knobs.setdefault("ads_failed_accounts", [])
+    emulator.knobs.setdefault("ads_accepted_date_formats", ["YYYYMMDD", "YYYY-MM-DD"])
+    emulator.knobs.setdefault("ads_create_response_key", "billingStatementId")
+    emulator.knobs.setdefault("ads_link_ttl_seconds", 10799)
+    emulator.knobs.setdefault("ads_gzip_accounts", [ACCOUNTS[1][0]])
+    known_accounts = {a[0] for a in ACCOUNTS}
+
+    @emulator.route("POST", "/adsAccounts/list", "ads.accounts.list")
+    def list_accounts(request: Request) -> Response:
+        if (denied := ads._unauthorized(request)) is not None:
+            return denied
+        body = request.json()
+        page_size = min(int(body.get("maxResults", 100)), 2)  # small pages exercise paging
+        start = int(body.get("nextToken") or 0)
+        page = ACCOUNTS[start:start + page_size]
+        result: dict[str, Any] = {"adsAccounts": [
+            {"adsAccountId": a[0], "accountName": a[1], "countryCodes": a[2], "status": "CREATED"}
+            for a in page
+        ]}
+        if start + page_size < len(ACCOUNTS):
+            result["nextToken"] = str(start + page_size)
+        return json_response(200, result)
+
+    @emulator.route("POST", "/billingStatements", "ads.statements.create")
+    def create(request: Request) -> Response:
+        if (denied := ads._unauthorized(request)) is not None:
+            return denied
+        account_id = request.headers.get("amazon-ads-accountid")
+        if account_id not in known_accounts:
+            return json_response(404, {"code": "404", "details": "Account does not exist"})
+        body = request.json()
+        ads.create_requests.append(body)
+        accepted = emulator.knobs["ads_accepted_date_formats"]
+        start = parse_request_date(str(body.get("startDate")), accepted)
+        end = parse_request_date(str(body.get("endDate")), accepted)
+        if start is None or end is None or not body.get("locale"):
+            return json_response(400, {"code": "400", "details": "Invalid date format for startDate or endDate"})
+        n = next(ads.sequence)
+        currency = COUNTRY_CURRENCY[next(a for a in ACCOUNTS if a[0] == account_id)[2][0]]
+        raw_id = (f"{account_id};GLOBAL_ACCOUNT&CSV;{body['locale']};{currency};"
+                  f"{start:%Y%m%d};{end:%Y%m%d};{n:09d}")
+        statement_id = base64.b64encode(raw_id.encode()).decode()
+        ads.statements[statement_id] = {
+            "account_id": account_id, "start": start, "end": end,
+            "countries": body.get("countryCodes") or [], "polls": 0, "n": n,
+        }
+        return json_response(202, {emulator.knobs["ads_create_response_key"]: statement_id,
+                                   "details": "SUCCESS"})
+
+    @emulator.route("GET", "/billingStatements/(?P<id>[^/]+)", "ads.statements.get")
+    def poll(request: Request) -> Response:
+        if (denied := ads._unauthorized(request)) is not None:
+            return denied
+        assert request.match is not None
+        statement = ads.statements.get(request.match["id"])
+        if statement is None:
+            return json_response(404, {"code": "404", "details": "Billing statement not found for the given id"})
+        statement["polls"] += 1
+        if statement["account_id"] in emulator.knobs["ads_failed_accounts"]:
+            return json_response(200, {"details": "billing statement generation failed",
+                                       "reportStatus": "FAILED"})
+        if statement["polls"] < int(emulator.knobs["ads_polls_until_ready"]):
+            return json_response(200, {"details": "Billing Statement request is in progress",
+                                       "reportStatus": "IN_PROGRESS"})
+        path = (f"/s3/billing-statements/{request.match['id']}/"
+                f"{statement['account_id']}{statement['end']:%Y%m%d}-{statement['n']}.csv")
+        return json_response(200, {
+            "details": "Billing Statement request generated successfully",
+            "reportStatus": "SUCCESS",
+            "s3DownloadLink": emulator.presign(path, float(emulator.knobs["ads_link_ttl_seconds"])),
+        })
+
+    @emulator.route("GET", "/s3/billing-statements/(?P<id>[^/]+)/[^/]+", "ads.statements.download")
+    def download(request: Request) -> Response:
+        if "authorization" in request.headers:
+            return Response(400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
+                                 b"mechanism allowed</Message></Error>")
+        if not emulator.presigned_ok(request):
+            return Response(403, b"<Error><Code>AccessDenied</Code>"
+                                 b"<Message>Request has expired</Message></Error>")
+        assert request.match is not None
+        statement = ads.statements[request.match["id"]]
+        body = render_csv(ads.statement_rows(statement))
+        if statement["account_id"] in emulator.knobs["ads_gzip_accounts"]:
+            body = gzip.compress(body, mtime=0)
+        return Response(200, body, {"Content-Type": "text/csv"})
+
+    return ads
