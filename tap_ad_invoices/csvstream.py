@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
@@ -40,8 +41,14 @@ class ChunkStream(io.RawIOBase):
 
 def open_maybe_gzip(chunks: Iterable[bytes]) -> BinaryIO:
     """A byte stream over `chunks`, inflated on the fly when the bytes are gzip."""
-    buffered = io.BufferedReader(ChunkStream(chunks), buffer_size=1 << 16)
-    if buffered.peek(2)[:2] == GZIP_MAGIC:
+    remaining = iter(chunks)
+    head = b""
+    for chunk in remaining:  # enough bytes to sniff, whatever the chunk sizes
+        head += chunk
+        if len(head) >= len(GZIP_MAGIC):
+            break
+    buffered = io.BufferedReader(ChunkStream(itertools.chain([head], remaining)), 1 << 16)
+    if head.startswith(GZIP_MAGIC):
         return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
     return buffered
 

@@ -11,6 +11,7 @@ rate limits; the policy below is written once:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -194,8 +195,5 @@ class HttpClient:
     def _follow_rate_header(response: requests.Response, bucket: TokenBucket | None) -> None:
         rate = response.headers.get("x-amzn-RateLimit-Limit")
         if bucket is not None and rate:
-            try:
+            with contextlib.suppress(ValueError):
                 bucket.set_rate(float(rate))
-            except ValueError:
-                pass
-

@@ -94,12 +94,9 @@ class AsyncJobRunner(Generic[SpecT]):
             while waiting and len(outstanding) < self.max_outstanding:
                 job = waiting.popleft()
                 if job.job_id is None:
-                    if self._past_deadline():
-                        yield job  # never started: nothing to resume, the next run plans it again
-                        continue
                     try:
                         job.job_id = self._start(job.spec)
-                    except Exception as exc:  # noqa: BLE001 - one job fails alone
+                    except Exception as exc:
                         job.update = JobUpdate(JobStatus.FAILED, detail=str(exc))
                         yield job
                         continue
@@ -118,7 +115,7 @@ class AsyncJobRunner(Generic[SpecT]):
                         waiting.appendleft(job)
                         continue
                     job.update = JobUpdate(JobStatus.FAILED, detail=str(exc))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     job.update = JobUpdate(JobStatus.FAILED, detail=str(exc))
                 job.polls += 1
                 if job.update.status is JobStatus.PENDING:
@@ -135,7 +132,6 @@ class AsyncJobRunner(Generic[SpecT]):
                         self._describe(job.spec),
                     )
                     yield job
-                for job in waiting:
-                    yield job
+                yield from waiting  # never started: the next run plans them again
                 return
             self._sleep(self.poll_interval)

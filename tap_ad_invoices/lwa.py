@@ -85,7 +85,9 @@ class LoginWithAmazon:
                 response = self._session.post(self.token_url, data=body, timeout=(10, 60))
             except requests.exceptions.RequestException as exc:
                 if attempt == self._retry.max_tries:
-                    raise ApiError(f"Login with Amazon token request failed: {type(exc).__name__}")
+                    raise ApiError(
+                        f"Login with Amazon token request failed: {type(exc).__name__}"
+                    ) from None
                 self._sleep(self._retry.backoff(attempt))
                 continue
             if response.status_code == 200:

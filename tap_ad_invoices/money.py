@@ -9,8 +9,20 @@ MICROS = Decimal(1_000_000)
 
 # Locales whose statements write 1.234,56 rather than 1,234.56.
 COMMA_DECIMAL_LOCALES = frozenset(
-    {"de_DE", "es_ES", "fr_FR", "it_IT", "nl_NL", "pl_PL", "pt_BR", "sv_SE", "tr_TR", "es_CO",
-     "vi_VN", "fr_CA"}
+    {
+        "de_DE",
+        "es_ES",
+        "fr_FR",
+        "it_IT",
+        "nl_NL",
+        "pl_PL",
+        "pt_BR",
+        "sv_SE",
+        "tr_TR",
+        "es_CO",
+        "vi_VN",
+        "fr_CA",
+    }
 )
 
 _NOISE = re.compile(r"[\s\u00a0\u202f'A-Za-z$€£¥₹]")
@@ -32,10 +44,8 @@ def parse_amount(text: str | None, *, decimal_comma: bool = False) -> Decimal | 
     raw = _NOISE.sub("", raw)
     if raw.endswith("-"):  # trailing minus, seen in some ledgers
         negative, raw = True, raw[:-1]
-    if decimal_comma:
-        raw = raw.replace(".", "").replace(",", ".")
-    else:
-        raw = raw.replace(",", "")
+    # Thousands separators go; the decimal separator becomes "."
+    raw = raw.replace(".", "").replace(",", ".") if decimal_comma else raw.replace(",", "")
     try:
         value = Decimal(raw)
     except InvalidOperation:

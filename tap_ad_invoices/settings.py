@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from tap_ad_invoices.errors import ConfigError
@@ -56,7 +57,7 @@ def check_int(prefix: str, key: str, value: Any, minimum: int = 0) -> None:
 def check_number(prefix: str, key: str, value: Any, minimum: float = 0) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value < minimum:
         raise ConfigError(_name(prefix, key), f"expected a number >= {minimum}, got {value!r}")
 
 
@@ -65,9 +66,7 @@ def sync_range(config: Mapping[str, Any]) -> tuple[dt.datetime, dt.datetime]:
     start = parse_date_setting("start_date", config.get("start_date"))
     end_value = config.get("end_date")
     end = (
-        parse_date_setting("end_date", end_value)
-        if end_value
-        else dt.datetime.now(dt.timezone.utc)
+        parse_date_setting("end_date", end_value) if end_value else dt.datetime.now(dt.timezone.utc)
     )
     if end < start:
         raise ConfigError("end_date", f"{end_value!r} is before start_date")

@@ -17,7 +17,9 @@ from tap_ad_invoices.redaction import install_log_redaction, register_secret
 from tap_ad_invoices.settings import check_int, sync_range
 from tap_ad_invoices.sources import Source
 
-SOURCES: list[Source] = [s for s in (amazon_ads.SOURCE, google_ads.SOURCE, amazon_business.SOURCE) if s]
+SOURCES: list[Source] = [
+    s for s in (amazon_ads.SOURCE, google_ads.SOURCE, amazon_business.SOURCE) if s
+]
 
 DOCUMENTS = th.Property(
     "documents",
@@ -96,7 +98,9 @@ class TapAdInvoices(Tap):
         return [stream for source in self.configured_sources() for stream in source.streams(self)]
 
     # -- running --------------------------------------------------------------------
-    def sync_all(self) -> None:
+    # The SDK marks sync_all final; extending it (not replacing it) is the one place
+    # where every stream has run and the exit code can still be chosen.
+    def sync_all(self) -> None:  # type: ignore[misc]
         super().sync_all()
         if self.failures.failures:
             self.logger.error(self.failures.summary())
@@ -132,7 +136,10 @@ def check_config(config: dict[str, Any]) -> None:
         if error.validator in ("enum", "type"):
             # Name the expectation, never echo a value (it may be a secret).
             expected = error.validator_value
-            raise ConfigError(path or "config", f"must be {'one of ' if error.validator == 'enum' else 'of type '}{expected}")
+            raise ConfigError(
+                path or "config",
+                f"must be {'one of ' if error.validator == 'enum' else 'of type '}{expected}",
+            )
         raise ConfigError(path or "config", error.message)
     sync_range(config)
     check_int("", "max_workers", config.get("max_workers"), minimum=1)

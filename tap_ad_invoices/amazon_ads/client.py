@@ -49,7 +49,9 @@ class AmazonAdsClient:
         )
         # "auto" starts with the guide's YYYYMMDD and falls back once (see config.DATE_FORMATS).
         self._date_format = (
-            "YYYYMMDD" if settings.statement_date_format == "auto" else settings.statement_date_format
+            "YYYYMMDD"
+            if settings.statement_date_format == "auto"
+            else settings.statement_date_format
         )
 
     def list_account_ids(self) -> list[str]:
@@ -61,7 +63,10 @@ class AmazonAdsClient:
             if next_token:
                 body["nextToken"] = next_token
             page = self.http.request(
-                "POST", "/adsAccounts/list", operation="adsAccounts/list", json=body,
+                "POST",
+                "/adsAccounts/list",
+                operation="adsAccounts/list",
+                json=body,
                 headers={"Content-Type": ACCOUNTS_MEDIA_TYPE, "Accept": ACCOUNTS_MEDIA_TYPE},
             ).json()
             ids += [a["adsAccountId"] for a in page.get("adsAccounts", [])]
@@ -80,7 +85,11 @@ class AmazonAdsClient:
             LOGGER.warning(
                 "POST /billingStatements refused %s dates (%s) and accepted %s: using %s for "
                 "the rest of the run; set amazon_ads.statement_date_format to %s to skip the probe",
-                self._date_format, exc, other, other, other,
+                self._date_format,
+                exc,
+                other,
+                other,
+                other,
             )
             self._date_format = other
             return statement_id
@@ -96,19 +105,25 @@ class AmazonAdsClient:
         if self.settings.country_codes:
             body["countryCodes"] = list(self.settings.country_codes)
         answer = self.http.request(
-            "POST", "/billingStatements", operation=f"POST /billingStatements [{request.account_id}]",
-            json=body, headers={"Amazon-Ads-AccountId": request.account_id},
+            "POST",
+            "/billingStatements",
+            operation=f"POST /billingStatements [{request.account_id}]",
+            json=body,
+            headers={"Amazon-Ads-AccountId": request.account_id},
         ).json()
         # The OpenAPI model says billingStatementRequestId, the guide's sample billingStatementId.
         statement_id = answer.get("billingStatementRequestId") or answer.get("billingStatementId")
         if not statement_id:
-            raise ApiError(f"POST /billingStatements [{request.account_id}] answered without an id: "
-                           f"{answer.get('details', '')}")
+            raise ApiError(
+                f"POST /billingStatements [{request.account_id}] answered without an id: "
+                f"{answer.get('details', '')}"
+            )
         return str(statement_id)
 
     def get_billing_statement(self, request: StatementRequest, statement_id: str) -> JobUpdate:
         answer = self.http.request(
-            "GET", f"/billingStatements/{statement_id}",
+            "GET",
+            f"/billingStatements/{statement_id}",
             operation=f"GET /billingStatements [{request.account_id}]",
             headers={"Amazon-Ads-AccountId": request.account_id},
         ).json()
@@ -124,8 +139,9 @@ class AmazonAdsClient:
         S3 objects may carry Content-Encoding: gzip; decoding is left to the
         caller's sniffing so a gzip file is never inflated twice.
         """
-        response = self.http.request("GET", url, operation=f"download {what}",
-                                     authenticated=False, stream=True)
+        response = self.http.request(
+            "GET", url, operation=f"download {what}", authenticated=False, stream=True
+        )
         try:
             yield response.raw.stream(1 << 16, decode_content=False)
         finally:

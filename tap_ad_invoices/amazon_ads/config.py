@@ -20,8 +20,35 @@ API_URLS = {
     "FE": "https://advertising-api-fe.amazon.com",
 }
 # Countries /billingStatements accepts (note UK, not GB).
-COUNTRY_CODES = (
-    "AE AU BE BR CA CL CO DE EG ES FR IE IN IT JP MX NG NL PL SA SE SG TR UK US ZA".split()
+COUNTRY_CODES = tuple(
+    [
+        "AE",
+        "AU",
+        "BE",
+        "BR",
+        "CA",
+        "CL",
+        "CO",
+        "DE",
+        "EG",
+        "ES",
+        "FR",
+        "IE",
+        "IN",
+        "IT",
+        "JP",
+        "MX",
+        "NG",
+        "NL",
+        "PL",
+        "SA",
+        "SE",
+        "SG",
+        "TR",
+        "UK",
+        "US",
+        "ZA",
+    ]
 )
 # The docs disagree on the request's date format: the guide's example sends
 # 20231124, the OpenAPI model says format: date (2023-11-24). "auto" sends the
@@ -33,36 +60,85 @@ CONFIG_PROPERTY = th.Property(
     PREFIX,
     th.ObjectType(
         th.Property("client_id", th.StringType, description="Login with Amazon client id."),
-        th.Property("client_secret", th.StringType, secret=True,
-                    description="Login with Amazon client secret."),
-        th.Property("refresh_token", th.StringType, secret=True,
-                    description="Login with Amazon refresh token (Atzr|...)."),
-        th.Property("region", th.StringType, default="NA", allowed_values=list(API_URLS),
-                    description="API region: NA, EU or FE."),
-        th.Property("account_ids", th.ArrayType(th.StringType),
-                    description="Global account ids (amzn1.ads-account.g.…). "
-                    "Empty: every account POST /adsAccounts/list returns."),
-        th.Property("locale", th.StringType, default="en_US",
-                    description="Locale of the statement (column names, number format)."),
-        th.Property("country_codes", th.ArrayType(th.StringType),
-                    description="Only these countries (UK, not GB). Empty: all countries."),
-        th.Property("lookback_days", th.IntegerType, default=90,
-                    description="Days before the bookmark re-read on every run, so invoices "
-                    "that changed (unpaid to paid) are updated."),
-        th.Property("window_days", th.IntegerType, default=90,
-                    description="Days covered by one billing statement request."),
-        th.Property("poll_interval_seconds", th.NumberType, default=15,
-                    description="Seconds between status polls of a statement."),
-        th.Property("max_wait_seconds", th.NumberType, default=3600,
-                    description="Time budget for waiting on statements in one run; statements "
-                    "still in progress keep their id in state and are resumed next run."),
-        th.Property("statement_date_format", th.StringType, default="auto",
-                    allowed_values=list(DATE_FORMATS),
-                    description="Date format of the statement request (see Known API quirks)."),
-        th.Property("api_url", th.StringType,
-                    description="Override the regional API host (emulator, proxy)."),
-        th.Property("token_url", th.StringType,
-                    description="Override the regional Login with Amazon token URL."),
+        th.Property(
+            "client_secret",
+            th.StringType,
+            secret=True,
+            description="Login with Amazon client secret.",
+        ),
+        th.Property(
+            "refresh_token",
+            th.StringType,
+            secret=True,
+            description="Login with Amazon refresh token (Atzr|...).",
+        ),
+        th.Property(
+            "region",
+            th.StringType,
+            default="NA",
+            allowed_values=list(API_URLS),
+            description="API region: NA, EU or FE.",
+        ),
+        th.Property(
+            "account_ids",
+            th.ArrayType(th.StringType),
+            description="Global account ids (amzn1.ads-account.g.…). "
+            "Empty: every account POST /adsAccounts/list returns.",
+        ),
+        th.Property(
+            "locale",
+            th.StringType,
+            default="en_US",
+            description="Locale of the statement (column names, number format).",
+        ),
+        th.Property(
+            "country_codes",
+            th.ArrayType(th.StringType),
+            description="Only these countries (UK, not GB). Empty: all countries.",
+        ),
+        th.Property(
+            "lookback_days",
+            th.IntegerType,
+            default=90,
+            description="Days before the bookmark re-read on every run, so invoices "
+            "that changed (unpaid to paid) are updated.",
+        ),
+        th.Property(
+            "window_days",
+            th.IntegerType,
+            default=90,
+            description="Days covered by one billing statement request.",
+        ),
+        th.Property(
+            "poll_interval_seconds",
+            th.NumberType,
+            default=15,
+            description="Seconds between status polls of a statement.",
+        ),
+        th.Property(
+            "max_wait_seconds",
+            th.NumberType,
+            default=3600,
+            description="Time budget for waiting on statements in one run; statements "
+            "still in progress keep their id in state and are resumed next run.",
+        ),
+        th.Property(
+            "statement_date_format",
+            th.StringType,
+            default="auto",
+            allowed_values=list(DATE_FORMATS),
+            description="Date format of the statement request (see Known API quirks).",
+        ),
+        th.Property(
+            "api_url",
+            th.StringType,
+            description="Override the regional API host (emulator, proxy).",
+        ),
+        th.Property(
+            "token_url",
+            th.StringType,
+            description="Override the regional Login with Amazon token URL.",
+        ),
     ),
     description="Amazon Ads: global invoicing report (billing statements).",
 )
@@ -123,8 +199,9 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     check_int(PREFIX, "window_days", section.get("window_days"), minimum=1)
     check_number(PREFIX, "poll_interval_seconds", section.get("poll_interval_seconds"))
     check_number(PREFIX, "max_wait_seconds", section.get("max_wait_seconds"))
-    check_choice(PREFIX, "statement_date_format",
-                 section.get("statement_date_format", "auto"), DATE_FORMATS)
+    check_choice(
+        PREFIX, "statement_date_format", section.get("statement_date_format", "auto"), DATE_FORMATS
+    )
     for key in ("api_url", "token_url"):
         value = section.get(key)
         if value and not str(value).startswith(("http://", "https://")):

@@ -34,8 +34,12 @@ TEXT_FIELDS: dict[str, tuple[str, ...]] = {
 DATE_FIELDS: dict[str, tuple[str, ...]] = {
     "invoice_date": ("invoice_date", "issue_date", "invoice_issue_date"),
     "due_date": ("due_date", "payment_due_date"),
-    "service_start_date": ("billing_period_start", "service_start_date", "from_date",
-                           "period_start"),
+    "service_start_date": (
+        "billing_period_start",
+        "service_start_date",
+        "from_date",
+        "period_start",
+    ),
     "service_end_date": ("billing_period_end", "service_end_date", "to_date", "period_end"),
 }
 AMOUNT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -92,7 +96,9 @@ class StatementColumns:
         try:
             return parse_amount(text, decimal_comma=self.decimal_comma)
         except ValueError:
-            self._warn_once(field, f"unparseable amount {text!r} in column {field}; kept in columns")
+            self._warn_once(
+                field, f"unparseable amount {text!r} in column {field}; kept in columns"
+            )
             return None
 
     def _warn_once(self, field: str, message: str) -> None:
@@ -133,6 +139,7 @@ def invoice_key(record: Mapping[str, Any], header: list[str], cells: list[str]) 
     """
     if record.get("invoice_number"):
         return str(record["invoice_number"])
-    digest = hashlib.sha256("\x1f".join(f"{h}={c}" for h, c in zip(header, cells, strict=False))
-                            .encode()).hexdigest()
+    digest = hashlib.sha256(
+        "\x1f".join(f"{h}={c}" for h, c in zip(header, cells, strict=False)).encode()
+    ).hexdigest()
     return f"row:{digest[:32]}"

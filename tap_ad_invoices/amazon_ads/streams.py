@@ -1,4 +1,4 @@
-"""Stream `amazon_ads_billing_statements`: one record per invoice row of the global invoicing report.
+"""Stream `amazon_ads_billing_statements`: one record per row of the global invoicing report.
 
 State (custom keys, written after every statement so a killed run loses nothing):
     {"accounts": {"<global account id>": {
@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
@@ -35,10 +35,18 @@ STREAM = "amazon_ads_billing_statements"
 DOWNLOAD_ATTEMPTS = 3  # a link can expire between poll and download: ask for a fresh one
 
 SCHEMA = th.PropertiesList(
-    th.Property("account_id", th.StringType, required=True,
-                description="Global account id (amzn1.ads-account.g.…)."),
-    th.Property("invoice_key", th.StringType, required=True,
-                description="The invoice number; a row digest when the statement has none."),
+    th.Property(
+        "account_id",
+        th.StringType,
+        required=True,
+        description="Global account id (amzn1.ads-account.g.…).",
+    ),
+    th.Property(
+        "invoice_key",
+        th.StringType,
+        required=True,
+        description="The invoice number; a row digest when the statement has none.",
+    ),
     th.Property("invoice_number", th.StringType),
     th.Property("document_type", th.StringType, description="Invoice or credit note, as written."),
     th.Property("invoice_status", th.StringType, description="Paid, Unpaid, …, as written."),
@@ -59,8 +67,12 @@ SCHEMA = th.PropertiesList(
     th.Property("statement_start_date", th.DateType, required=True),
     th.Property("statement_end_date", th.DateType, required=True),
     th.Property("billing_statement_id", th.StringType, required=True),
-    th.Property("columns", th.ObjectType(additional_properties=th.StringType), required=True,
-                description="Every column of the row under its original header."),
+    th.Property(
+        "columns",
+        th.ObjectType(additional_properties=th.StringType),
+        required=True,
+        description="Every column of the row under its original header.",
+    ),
 ).to_dict()
 
 
@@ -87,31 +99,42 @@ class BillingStatementsStream(Stream):
 
     def _remember_pending(self, job: Job[StatementRequest]) -> None:
         request = job.spec
-        self._account_state(request.account_id)["pending"].append({
-            "start": request.start.isoformat(), "end": request.end.isoformat(),
-            "billing_statement_id": job.job_id,
-        })
+        self._account_state(request.account_id)["pending"].append(
+            {
+                "start": request.start.isoformat(),
+                "end": request.end.isoformat(),
+                "billing_statement_id": job.job_id,
+            }
+        )
         self._checkpoint()
 
     def _forget_pending(self, request: StatementRequest) -> None:
         state = self._account_state(request.account_id)
-        state["pending"] = [p for p in state["pending"]
-                            if (p["start"], p["end"]) != (request.start.isoformat(),
-                                                          request.end.isoformat())]
+        state["pending"] = [
+            p
+            for p in state["pending"]
+            if (p["start"], p["end"]) != (request.start.isoformat(), request.end.isoformat())
+        ]
 
     # -- planning -------------------------------------------------------------------
-    def _plan(self, account_id: str, start: dt.date, end: dt.date) -> list[tuple[Window, str | None]]:
+    def _plan(
+        self, account_id: str, start: dt.date, end: dt.date
+    ) -> list[tuple[Window, str | None]]:
         state = self._account_state(account_id)
         if state.get("synced_through"):
             bookmark = dt.date.fromisoformat(state["synced_through"])
             start = max(start, bookmark - dt.timedelta(days=self.settings.lookback_days))
-        pending = {Window(dt.date.fromisoformat(p["start"]), dt.date.fromisoformat(p["end"])):
-                   p["billing_statement_id"] for p in state["pending"]}
+        pending = {
+            Window(dt.date.fromisoformat(p["start"]), dt.date.fromisoformat(p["end"])): p[
+                "billing_statement_id"
+            ]
+            for p in state["pending"]
+        }
         windows = plan_windows(start, end, self.settings.window_days, pending)
         return [(window, pending.get(window)) for window in windows]
 
     # -- sync -----------------------------------------------------------------------
-    def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         client = AmazonAdsClient(self.settings)
         start_at, end_at = sync_range(self.config)
         try:
@@ -124,8 +147,11 @@ class BillingStatementsStream(Stream):
         plans = {a: self._plan(a, start_at.date(), end_at.date()) for a in account_ids}
         done: dict[str, set[Window]] = {a: set() for a in account_ids}
         failed: set[str] = set()
-        specs = [(StatementRequest(a, w.start, w.end), statement_id)
-                 for a in account_ids for w, statement_id in plans[a]]
+        specs = [
+            (StatementRequest(a, w.start, w.end), statement_id)
+            for a in account_ids
+            for w, statement_id in plans[a]
+        ]
         seen: dict[str, set[str]] = {a: set() for a in account_ids}
 
         runner: AsyncJobRunner[StatementRequest] = AsyncJobRunner(
@@ -151,19 +177,28 @@ class BillingStatementsStream(Stream):
                 still_running += job.job_id is not None
             else:
                 self._forget_pending(request)  # a FAILED statement is requested anew next run
-                self._fail(request, f"statement {job.update.status.value}: "
-                                    f"{job.update.detail or 'no details'}", failed)
-            self._advance_bookmark(request.account_id, [w for w, _ in plans[request.account_id]],
-                                   done[request.account_id])
+                self._fail(
+                    request,
+                    f"statement {job.update.status.value}: {job.update.detail or 'no details'}",
+                    failed,
+                )
+            self._advance_bookmark(
+                request.account_id,
+                [w for w, _ in plans[request.account_id]],
+                done[request.account_id],
+            )
             self._checkpoint()
         if still_running:
             self.logger.warning(
                 "Amazon Ads: %d statement(s) still IN_PROGRESS after amazon_ads.max_wait_seconds="
                 "%g; their ids are in state and the next run resumes them",
-                still_running, self.settings.max_wait_seconds)
+                still_running,
+                self.settings.max_wait_seconds,
+            )
 
-    def _poll(self, client: AmazonAdsClient, request: StatementRequest, statement_id: str
-              ) -> JobUpdate:
+    def _poll(
+        self, client: AmazonAdsClient, request: StatementRequest, statement_id: str
+    ) -> JobUpdate:
         try:
             return client.get_billing_statement(request, statement_id)
         except ApiError as exc:
@@ -173,8 +208,12 @@ class BillingStatementsStream(Stream):
 
     def _fail(self, request: StatementRequest, reason: str, failed: set[str]) -> None:
         failed.add(request.account_id)
-        self._failures.record(STREAM, f"{request.account_id} {request.start}..{request.end}",
-                              redact(reason), self.logger)
+        self._failures.record(
+            STREAM,
+            f"{request.account_id} {request.start}..{request.end}",
+            redact(reason),
+            self.logger,
+        )
 
     def _advance_bookmark(self, account_id: str, windows: list[Window], done: set[Window]) -> None:
         end = contiguous_end(windows, done)
@@ -183,8 +222,9 @@ class BillingStatementsStream(Stream):
         if end is not None and (current is None or end.isoformat() > current):
             state["synced_through"] = end.isoformat()
 
-    def _emit_statement(self, client: AmazonAdsClient, job: Job[StatementRequest],
-                        seen: set[str]) -> Iterator[dict[str, Any]]:
+    def _emit_statement(
+        self, client: AmazonAdsClient, job: Job[StatementRequest], seen: set[str]
+    ) -> Iterator[dict[str, Any]]:
         request, statement_id = job.spec, job.job_id
         assert statement_id is not None
         link = job.update.result
@@ -197,13 +237,22 @@ class BillingStatementsStream(Stream):
                 if attempt == DOWNLOAD_ATTEMPTS or exc.status not in (400, 403):
                     raise
                 # Presigned links expire (X-Amz-Expires); polling again yields a fresh one.
-                self.logger.warning("Amazon Ads: %s: download link refused (%s), asking for a "
-                                    "new one", request, exc.status)
+                self.logger.warning(
+                    "Amazon Ads: %s: download link refused (%s), asking for a new one",
+                    request,
+                    exc.status,
+                )
                 update = client.get_billing_statement(request, statement_id)
                 link = update.result
 
-    def _emit_rows(self, client: AmazonAdsClient, request: StatementRequest, statement_id: str,
-                   link: str, seen: set[str]) -> Iterator[dict[str, Any]]:
+    def _emit_rows(
+        self,
+        client: AmazonAdsClient,
+        request: StatementRequest,
+        statement_id: str,
+        link: str,
+        seen: set[str],
+    ) -> Generator[dict[str, Any], None, int]:
         occurrences: Counter[str] = Counter()
         rows = 0
         with client.open_download(link, str(request)) as raw:
@@ -212,10 +261,18 @@ class BillingStatementsStream(Stream):
                 if columns is None or columns.header != header:
                     columns = StatementColumns(header, self.settings.locale)
                     if "invoice_number" not in columns.positions:
-                        self.logger.warning("Amazon Ads: no invoice number column in %s; rows are "
-                                            "keyed by their content", header)
-                record = row_to_record(columns, cells, account_id=request.account_id,
-                                       statement_start=request.start, statement_end=request.end)
+                        self.logger.warning(
+                            "Amazon Ads: no invoice number column in %s; rows are "
+                            "keyed by their content",
+                            header,
+                        )
+                record = row_to_record(
+                    columns,
+                    cells,
+                    account_id=request.account_id,
+                    statement_start=request.start,
+                    statement_end=request.end,
+                )
                 record["billing_statement_id"] = statement_id
                 # One invoice on several rows keeps every row: n-th repeat gets "#n".
                 occurrences[record["invoice_key"]] += 1

@@ -27,11 +27,25 @@ CLIENT_SECRET = "emulator-ads-client-secret-7f3a"
 REFRESH_TOKEN = "Atzr|emulator-ads-refresh-token-91c2"
 
 COUNTRY_CURRENCY = {
-    "US": "USD", "CA": "CAD", "MX": "MXN", "DE": "EUR", "FR": "EUR", "UK": "GBP",
-    "JP": "JPY", "AU": "AUD",
+    "US": "USD",
+    "CA": "CAD",
+    "MX": "MXN",
+    "DE": "EUR",
+    "FR": "EUR",
+    "UK": "GBP",
+    "JP": "JPY",
+    "AU": "AUD",
 }
-TAX_RATE = {"US": "0", "CA": "0.05", "MX": "0.16", "DE": "0.19", "FR": "0.20", "UK": "0.20",
-            "JP": "0.10", "AU": "0.10"}
+TAX_RATE = {
+    "US": "0",
+    "CA": "0.05",
+    "MX": "0.16",
+    "DE": "0.19",
+    "FR": "0.20",
+    "UK": "0.20",
+    "JP": "0.10",
+    "AU": "0.10",
+}
 
 ACCOUNTS = [
     ("amzn1.ads-account.g.emu1na000001", "Acme Outdoor Inc.", ["US", "CA"]),
@@ -44,10 +58,23 @@ LAST_MONTH = dt.date(2026, 10, 1)
 UNPAID_FROM = dt.date(2026, 9, 1)
 
 HEADER = [
-    "Invoice Number", "Invoice Date", "Due Date", "Invoice Status", "Country", "Currency",
-    "Billing Period Start", "Billing Period End", "Advertiser Name", "Document Type",
-    "Purchase Order", "Billable Amount", "Tax Amount", "Total Amount", "Amount Paid",
-    "Remaining Amount", "Notes",
+    "Invoice Number",
+    "Invoice Date",
+    "Due Date",
+    "Invoice Status",
+    "Country",
+    "Currency",
+    "Billing Period Start",
+    "Billing Period End",
+    "Advertiser Name",
+    "Document Type",
+    "Purchase Order",
+    "Billable Amount",
+    "Tax Amount",
+    "Total Amount",
+    "Amount Paid",
+    "Remaining Amount",
+    "Notes",
 ]
 
 
@@ -107,13 +134,24 @@ def build_invoices() -> list[AdsInvoice]:
             invoices.append(_invoice(account_id, name, country, month, billable, seed, index))
             if seed % 7 == 0:  # a credit note against this month's invoice
                 credit = -(billable * Decimal("0.1")).quantize(q)
-                invoices.append(_invoice(account_id, name, country, month, credit, seed + 1, index,
-                                         credit_note=True))
+                invoices.append(
+                    _invoice(
+                        account_id, name, country, month, credit, seed + 1, index, credit_note=True
+                    )
+                )
     return invoices
 
 
-def _invoice(account_id: str, name: str, country: str, month: dt.date, billable: Decimal,
-             seed: int, index: int, credit_note: bool = False) -> AdsInvoice:
+def _invoice(
+    account_id: str,
+    name: str,
+    country: str,
+    month: dt.date,
+    billable: Decimal,
+    seed: int,
+    index: int,
+    credit_note: bool = False,
+) -> AdsInvoice:
     currency = COUNTRY_CURRENCY[country]
     q = _quantum(currency)
     tax = (billable * Decimal(TAX_RATE[country])).quantize(q)
@@ -123,8 +161,11 @@ def _invoice(account_id: str, name: str, country: str, month: dt.date, billable:
     partial = not paid and seed % 3 == 0
     amount_paid = total if paid else ((total / 2).quantize(q) if partial else Decimal(0) * q)
     number = f"{'CN' if credit_note else 'IN'}-{country}-{month:%y%m}-{account_id[-4:]}"
-    purchase_order = ["", f"PO {seed % 9000 + 1000}, {country}, Q{(month.month - 1) // 3 + 1}",
-                      f"PO-{seed % 100000}"][seed % 3]
+    purchase_order = [
+        "",
+        f"PO {seed % 9000 + 1000}, {country}, Q{(month.month - 1) // 3 + 1}",
+        f"PO-{seed % 100000}",
+    ][seed % 3]
     notes = "Adjusted for invalid traffic,\nsee credit note" if credit_note else ""
     return AdsInvoice(
         account_id=account_id,
@@ -150,7 +191,8 @@ def _invoice(account_id: str, name: str, country: str, month: dt.date, billable:
 
 def _money(value: Decimal) -> str:
     """As the console writes amounts: thousands separators, minus sign in front."""
-    return f"{value:,}" if value.as_tuple().exponent < 0 else f"{value:,.0f}"
+    exponent = value.as_tuple().exponent
+    return f"{value:,}" if isinstance(exponent, int) and exponent < 0 else f"{value:,.0f}"
 
 
 def render_csv(invoices: list[AdsInvoice]) -> bytes:
@@ -160,13 +202,27 @@ def render_csv(invoices: list[AdsInvoice]) -> bytes:
     for position, inv in enumerate(invoices):
         if position == 2:
             out.write("\r\n")  # real exports carry stray blank lines
-        writer.writerow([
-            inv.invoice_number, inv.invoice_date.isoformat(), inv.due_date.isoformat(), inv.status,
-            inv.country_code, inv.currency, inv.period_start.isoformat(), inv.period_end.isoformat(),
-            inv.advertiser, inv.document_type, inv.purchase_order, _money(inv.billable_amount),
-            _money(inv.tax_amount), _money(inv.total_amount), _money(inv.amount_paid),
-            _money(inv.remaining_amount), inv.notes,
-        ])
+        writer.writerow(
+            [
+                inv.invoice_number,
+                inv.invoice_date.isoformat(),
+                inv.due_date.isoformat(),
+                inv.status,
+                inv.country_code,
+                inv.currency,
+                inv.period_start.isoformat(),
+                inv.period_end.isoformat(),
+                inv.advertiser,
+                inv.document_type,
+                inv.purchase_order,
+                _money(inv.billable_amount),
+                _money(inv.tax_amount),
+                _money(inv.total_amount),
+                _money(inv.amount_paid),
+                _money(inv.remaining_amount),
+                inv.notes,
+            ]
+        )
     return "\ufeff".encode() + out.getvalue().encode("utf-8")
 
 
@@ -190,11 +246,17 @@ class AmazonAdsEmulator:
 
     def tap_config(self) -> dict[str, Any]:
         base = self.emulator.base_url
-        return {"amazon_ads": {
-            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN,
-            "region": "NA", "api_url": base, "token_url": f"{base}/auth/o2/token",
-            "poll_interval_seconds": 0.2,
-        }}
+        return {
+            "amazon_ads": {
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "refresh_token": REFRESH_TOKEN,
+                "region": "NA",
+                "api_url": base,
+                "token_url": f"{base}/auth/o2/token",
+                "poll_interval_seconds": 0.2,
+            }
+        }
 
     # ground truth for tests, and changes between runs
     def truth(self) -> list[dict[str, Any]]:
@@ -205,18 +267,31 @@ class AmazonAdsEmulator:
             for inv in self.invoices:
                 if inv.invoice_number == change["invoice_number"]:
                     inv.status, inv.amount_paid, inv.remaining_amount = (
-                        "Paid", inv.total_amount, inv.total_amount - inv.total_amount)
+                        "Paid",
+                        inv.total_amount,
+                        inv.total_amount - inv.total_amount,
+                    )
                     return asdict(inv)
         if change["op"] == "add":
             template = next(i for i in self.invoices if i.account_id == change["account_id"])
             issued = dt.date.fromisoformat(change["invoice_date"])
             amount = Decimal(change["billable_amount"])
-            new = AdsInvoice(**{**asdict(template), "invoice_number": change["invoice_number"],
-                                "invoice_date": issued, "due_date": issued + dt.timedelta(days=30),
-                                "status": "Unpaid", "billable_amount": amount,
-                                "tax_amount": Decimal(0), "total_amount": amount,
-                                "amount_paid": Decimal("0.00"), "remaining_amount": amount,
-                                "purchase_order": "", "notes": ""})
+            new = AdsInvoice(
+                **{
+                    **asdict(template),
+                    "invoice_number": change["invoice_number"],
+                    "invoice_date": issued,
+                    "due_date": issued + dt.timedelta(days=30),
+                    "status": "Unpaid",
+                    "billable_amount": amount,
+                    "tax_amount": Decimal(0),
+                    "total_amount": amount,
+                    "amount_paid": Decimal("0.00"),
+                    "remaining_amount": amount,
+                    "purchase_order": "",
+                    "notes": "",
+                }
+            )
             self.invoices.append(new)
             return asdict(new)
         raise ValueError(f"unknown change {change!r}")
@@ -233,7 +308,8 @@ class AmazonAdsEmulator:
 
     def statement_rows(self, statement: dict[str, Any]) -> list[AdsInvoice]:
         return [
-            inv for inv in self.invoices
+            inv
+            for inv in self.invoices
             if inv.account_id == statement["account_id"]
             and statement["start"] <= inv.invoice_date <= statement["end"]
             and (not statement["countries"] or inv.country_code in statement["countries"])
@@ -258,11 +334,18 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
         body = request.json()
         page_size = min(int(body.get("maxResults", 100)), 2)  # small pages exercise paging
         start = int(body.get("nextToken") or 0)
-        page = ACCOUNTS[start:start + page_size]
-        result: dict[str, Any] = {"adsAccounts": [
-            {"adsAccountId": a[0], "accountName": a[1], "countryCodes": a[2], "status": "CREATED"}
-            for a in page
-        ]}
+        page = ACCOUNTS[start : start + page_size]
+        result: dict[str, Any] = {
+            "adsAccounts": [
+                {
+                    "adsAccountId": a[0],
+                    "accountName": a[1],
+                    "countryCodes": a[2],
+                    "status": "CREATED",
+                }
+                for a in page
+            ]
+        }
         if start + page_size < len(ACCOUNTS):
             result["nextToken"] = str(start + page_size)
         return json_response(200, result)
@@ -280,18 +363,27 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
         start = parse_request_date(str(body.get("startDate")), accepted)
         end = parse_request_date(str(body.get("endDate")), accepted)
         if start is None or end is None or not body.get("locale"):
-            return json_response(400, {"code": "400", "details": "Invalid date format for startDate or endDate"})
+            return json_response(
+                400, {"code": "400", "details": "Invalid date format for startDate or endDate"}
+            )
         n = next(ads.sequence)
         currency = COUNTRY_CURRENCY[next(a for a in ACCOUNTS if a[0] == account_id)[2][0]]
-        raw_id = (f"{account_id};GLOBAL_ACCOUNT&CSV;{body['locale']};{currency};"
-                  f"{start:%Y%m%d};{end:%Y%m%d};{n:09d}")
+        raw_id = (
+            f"{account_id};GLOBAL_ACCOUNT&CSV;{body['locale']};{currency};"
+            f"{start:%Y%m%d};{end:%Y%m%d};{n:09d}"
+        )
         statement_id = base64.b64encode(raw_id.encode()).decode()
         ads.statements[statement_id] = {
-            "account_id": account_id, "start": start, "end": end,
-            "countries": body.get("countryCodes") or [], "polls": 0, "n": n,
+            "account_id": account_id,
+            "start": start,
+            "end": end,
+            "countries": body.get("countryCodes") or [],
+            "polls": 0,
+            "n": n,
         }
-        return json_response(202, {emulator.knobs["ads_create_response_key"]: statement_id,
-                                   "details": "SUCCESS"})
+        return json_response(
+            202, {emulator.knobs["ads_create_response_key"]: statement_id, "details": "SUCCESS"}
+        )
 
     @emulator.route("GET", "/billingStatements/(?P<id>[^/]+)", "ads.statements.get")
     def poll(request: Request) -> Response:
@@ -300,30 +392,50 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
         assert request.match is not None
         statement = ads.statements.get(request.match["id"])
         if statement is None:
-            return json_response(404, {"code": "404", "details": "Billing statement not found for the given id"})
+            return json_response(
+                404, {"code": "404", "details": "Billing statement not found for the given id"}
+            )
         statement["polls"] += 1
         if statement["account_id"] in emulator.knobs["ads_failed_accounts"]:
-            return json_response(200, {"details": "billing statement generation failed",
-                                       "reportStatus": "FAILED"})
+            return json_response(
+                200, {"details": "billing statement generation failed", "reportStatus": "FAILED"}
+            )
         if statement["polls"] < int(emulator.knobs["ads_polls_until_ready"]):
-            return json_response(200, {"details": "Billing Statement request is in progress",
-                                       "reportStatus": "IN_PROGRESS"})
-        path = (f"/s3/billing-statements/{request.match['id']}/"
-                f"{statement['account_id']}{statement['end']:%Y%m%d}-{statement['n']}.csv")
-        return json_response(200, {
-            "details": "Billing Statement request generated successfully",
-            "reportStatus": "SUCCESS",
-            "s3DownloadLink": emulator.presign(path, float(emulator.knobs["ads_link_ttl_seconds"])),
-        })
+            return json_response(
+                200,
+                {
+                    "details": "Billing Statement request is in progress",
+                    "reportStatus": "IN_PROGRESS",
+                },
+            )
+        path = (
+            f"/s3/billing-statements/{request.match['id']}/"
+            f"{statement['account_id']}{statement['end']:%Y%m%d}-{statement['n']}.csv"
+        )
+        return json_response(
+            200,
+            {
+                "details": "Billing Statement request generated successfully",
+                "reportStatus": "SUCCESS",
+                "s3DownloadLink": emulator.presign(
+                    path, float(emulator.knobs["ads_link_ttl_seconds"])
+                ),
+            },
+        )
 
     @emulator.route("GET", "/s3/billing-statements/(?P<id>[^/]+)/[^/]+", "ads.statements.download")
     def download(request: Request) -> Response:
         if "authorization" in request.headers:
-            return Response(400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
-                                 b"mechanism allowed</Message></Error>")
+            return Response(
+                400,
+                b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
+                b"mechanism allowed</Message></Error>",
+            )
         if not emulator.presigned_ok(request):
-            return Response(403, b"<Error><Code>AccessDenied</Code>"
-                                 b"<Message>Request has expired</Message></Error>")
+            return Response(
+                403,
+                b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            )
         assert request.match is not None
         statement = ads.statements[request.match["id"]]
         body = render_csv(ads.statement_rows(statement))

@@ -219,7 +219,10 @@ class Emulator:
         wait = (1 - tokens) / rate
         return json_response(
             429,
-            {"code": "QuotaExceeded", "details": "You exceeded your quota for the requested resource."},
+            {
+                "code": "QuotaExceeded",
+                "details": "You exceeded your quota for the requested resource.",
+            },
             **{"Retry-After": f"{wait:.3f}", "x-amzn-RateLimit-Limit": f"{rate:g}"},
         )
 

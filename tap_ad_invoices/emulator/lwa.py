@@ -20,7 +20,8 @@ def install(emulator: Emulator) -> None:
         expected = clients.get(form.get("client_id", ""))
         if expected is None or expected[0] != form.get("client_secret"):
             return json_response(
-                401, {"error": "invalid_client", "error_description": "Client authentication failed"}
+                401,
+                {"error": "invalid_client", "error_description": "Client authentication failed"},
             )
         if emulator.knobs.get("lwa_invalid_grant") or expected[1] != form.get("refresh_token"):
             return json_response(

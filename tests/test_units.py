@@ -1,0 +1,257 @@
+"""Small pieces: CSV edge cases, amounts, date windows, token bucket, redaction, jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import itertools
+import logging
+from decimal import Decimal
+
+import pytest
+
+from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record, snake_case
+from tap_ad_invoices.csvstream import iter_csv_dicts
+from tap_ad_invoices.jobs import AsyncJobRunner, JobLost, JobStatus, JobUpdate
+from tap_ad_invoices.money import from_micros, parse_amount
+from tap_ad_invoices.ratelimit import TokenBucket
+from tap_ad_invoices.redaction import RedactingFilter, redact, register_secret
+from tap_ad_invoices.windows import Window, contiguous_end, plan_windows
+
+D = dt.date
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+CSV = (
+    "\ufeffInvoice Number,Amount,Purchase Order,Notes\r\n"
+    "\r\n"
+    'INV-1,"1,234.56","PO 7, Q3, EMEA","two\r\nlines"\r\n'
+    ",,,\r\n"
+    "INV-2,-45.00,,Müller 株式会社\r\n"
+    "INV-3,7\r\n"
+).encode()
+
+
+@pytest.mark.parametrize("wrap", [lambda b: b, lambda b: gzip.compress(b)], ids=["plain", "gzip"])
+@pytest.mark.parametrize("chunk_size", [1, 7, 1 << 16])
+def test_csv_rows_survive_bom_crlf_quotes_blank_lines_and_any_chunking(wrap, chunk_size):
+    rows = list(iter_csv_dicts(chunked(wrap(CSV), chunk_size)))
+    header = rows[0][0]
+    assert header == ["Invoice Number", "Amount", "Purchase Order", "Notes"]
+    cells = [r[1] for r in rows]
+    assert cells[0] == ["INV-1", "1,234.56", "PO 7, Q3, EMEA", "two\r\nlines"]
+    assert cells[1] == ["INV-2", "-45.00", "", "Müller 株式会社"]
+    assert cells[2] == ["INV-3", "7", "", ""]  # short rows are padded, not dropped
+    assert len(cells) == 3
+
+
+def test_csv_longer_rows_keep_their_extra_cells():
+    rows = list(iter_csv_dicts([b"a,b\r\n1,2,3\r\n"]))
+    header, cells = rows[0]
+    assert dict(zip(header, cells, strict=True)) == {"a": "1", "b": "2", "column_3": "3"}
+
+
+@pytest.mark.parametrize(
+    ("text", "comma", "expected"),
+    [
+        ("1,234.56", False, "1234.56"),
+        ("-45.00", False, "-45.00"),
+        ("(45.00)", False, "-45.00"),
+        ("1.234,56", True, "1234.56"),
+        ("12 345,50 €", True, "12345.50"),
+        ("0.10", False, "0.10"),
+        ("123456789012345678.01", False, "123456789012345678.01"),
+    ],
+)
+def test_amounts_are_exact_decimals(text, comma, expected):
+    value = parse_amount(text, decimal_comma=comma)
+    assert isinstance(value, Decimal)
+    assert value == Decimal(expected)
+    assert str(value) == expected  # scale kept: 0.10 stays 0.10
+
+
+def test_amount_rejects_text_and_accepts_empty():
+    assert parse_amount("  ") is None
+    with pytest.raises(ValueError):
+        parse_amount("n/a")
+
+
+def test_micros_convert_exactly():
+    for micros in (1, 999_999, 1_234_560_000, -5_000_000, 10**15 + 1):
+        assert from_micros(micros) == Decimal(micros) / 1_000_000
+        assert Decimal(micros).scaleb(-6) == from_micros(micros)
+
+
+def test_recognised_columns_become_typed_fields_and_every_column_is_kept():
+    header = [
+        "Invoice Number",
+        "Invoice Date",
+        "Due Date",
+        "Billable Amount",
+        "Currency",
+        "Brand New Column",
+    ]
+    cells = ["IN-1", "20260201", "03/05/2026", "-1,000.50", "USD", "surprise"]
+    columns = StatementColumns(header, "en_US")
+    record = row_to_record(
+        columns, cells, account_id="a", statement_start=D(2026, 1, 1), statement_end=D(2026, 3, 31)
+    )
+    assert record["invoice_key"] == "IN-1"
+    assert record["invoice_date"] == D(2026, 2, 1)
+    assert record["due_date"] == D(2026, 3, 5)
+    assert record["billable_amount"] == Decimal("-1000.50")
+    assert record["columns"]["Brand New Column"] == "surprise"
+    assert columns.unrecognised == ["Brand New Column"]
+
+
+def test_rows_without_invoice_number_get_a_content_key():
+    columns = StatementColumns(["Foo", "Bar"], "en_US")
+    first = row_to_record(
+        columns,
+        ["1", "2"],
+        account_id="a",
+        statement_start=D(2026, 1, 1),
+        statement_end=D(2026, 1, 2),
+    )
+    again = row_to_record(
+        columns,
+        ["1", "2"],
+        account_id="a",
+        statement_start=D(2026, 1, 1),
+        statement_end=D(2026, 1, 2),
+    )
+    other = row_to_record(
+        columns,
+        ["1", "3"],
+        account_id="a",
+        statement_start=D(2026, 1, 1),
+        statement_end=D(2026, 1, 2),
+    )
+    assert first["invoice_key"] == again["invoice_key"] != other["invoice_key"]
+
+
+def test_snake_case():
+    assert snake_case(" Invoice Number (PO) ") == "invoice_number_po"
+
+
+def test_windows_tile_the_range_without_gaps_or_overlap():
+    windows = plan_windows(D(2025, 1, 1), D(2025, 12, 31), 90)
+    assert windows[0].start == D(2025, 1, 1) and windows[-1].end == D(2025, 12, 31)
+    for before, after in itertools.pairwise(windows):
+        assert after.start == before.end + dt.timedelta(days=1)
+    assert all((w.end - w.start).days < 90 for w in windows)
+
+
+def test_windows_reuse_pending_requests_and_fill_around_them():
+    pending = Window(D(2025, 3, 1), D(2025, 5, 31))
+    windows = plan_windows(D(2025, 1, 1), D(2025, 4, 15), 30, [pending])
+    assert pending in windows
+    days: set[dt.date] = set()
+    for w in windows:
+        span = {w.start + dt.timedelta(days=i) for i in range((w.end - w.start).days + 1)}
+        assert not days & span
+        days |= span
+    assert D(2025, 1, 1) in days and D(2025, 4, 15) in days
+
+
+def test_bookmark_stops_at_the_first_unfinished_window():
+    windows = plan_windows(D(2025, 1, 1), D(2025, 3, 31), 31)
+    assert contiguous_end(windows, {windows[0], windows[2]}) == windows[0].end
+    assert contiguous_end(windows, {windows[1]}) is None
+
+
+def test_token_bucket_spends_the_burst_then_waits_for_the_rate():
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(rate=2, burst=3, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        assert bucket.acquire() == 0
+    assert bucket.acquire() == pytest.approx(0.5)
+    assert sum(slept) == pytest.approx(0.5)
+
+
+def test_redaction_masks_registered_secrets_signatures_and_bearer_tokens():
+    register_secret("s3cr3t-value")
+    text = redact(
+        "client_secret s3cr3t-value url https://x/y?X-Amz-Signature=abcdef&a=1 "
+        "Authorization: Bearer Atza|tokentoken"
+    )
+    assert "s3cr3t-value" not in text
+    assert "abcdef" not in text
+    assert "tokentoken" not in text
+    assert "a=1" in text
+
+
+def test_log_filter_cleans_messages_and_exceptions():
+    register_secret("another-secret-1")
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "failed with %s", ("another-secret-1",), None
+    )
+    RedactingFilter().filter(record)
+    assert "another-secret-1" not in record.getMessage()
+
+
+def _runner(statuses: dict[str, list], **kwargs):
+    started: list[str] = []
+
+    def start(spec: str) -> str:
+        started.append(spec)
+        return f"id-{spec}-{started.count(spec)}"
+
+    def poll(spec: str, job_id: str) -> JobUpdate:
+        sequence = statuses[spec]
+        status = sequence.pop(0) if len(sequence) > 1 else sequence[0]
+        if status == "LOST":
+            raise JobLost("gone")
+        return JobUpdate(status)
+
+    return AsyncJobRunner(
+        start=start, poll=poll, poll_interval=0, sleep=lambda s: None, **kwargs
+    ), started
+
+
+def test_job_runner_resumes_known_ids_and_yields_each_job_once():
+    runner, started = _runner(
+        {"a": [JobStatus.PENDING, JobStatus.DONE], "b": [JobStatus.FAILED], "c": [JobStatus.DONE]},
+        max_outstanding=2,
+    )
+    jobs = list(runner.run([("a", None), ("b", "old-b"), ("c", None)]))
+    assert sorted(j.spec for j in jobs) == ["a", "b", "c"]
+    assert "b" not in started  # resumed, not re-created
+    assert {j.spec: j.update.status for j in jobs} == {
+        "a": JobStatus.DONE,
+        "b": JobStatus.FAILED,
+        "c": JobStatus.DONE,
+    }
+
+
+def test_job_runner_stops_at_the_deadline_keeping_pending_ids():
+    clock = [0.0]
+    runner, started = _runner(
+        {"a": [JobStatus.PENDING], "b": [JobStatus.PENDING], "c": [JobStatus.PENDING]},
+        deadline=0.0,
+        clock=lambda: clock[0],
+        max_outstanding=2,
+    )
+    jobs = list(runner.run([("a", "running-a"), ("b", None), ("c", None)]))
+    assert sorted((j.spec, j.update.status.value, j.job_id or "") for j in jobs) == [
+        ("a", "PENDING", "running-a"),
+        ("b", "PENDING", "id-b-1"),
+        ("c", "PENDING", ""),
+    ]
+    assert started == ["b"]  # started up to the limit, then stopped waiting
+
+
+def test_job_runner_restarts_a_lost_job_once():
+    runner, started = _runner({"a": ["LOST", JobStatus.DONE]})
+    jobs = list(runner.run([("a", "expired-id")]))
+    assert started == ["a"]
+    assert jobs[0].update.status is JobStatus.DONE
