@@ -150,6 +150,7 @@ def test_faults_are_survived_and_nothing_is_lost(emulator, config, tmp_path):
         Fault("ads.statements.create", status=429, retry_after=0.05, count=3),
         Fault("ads.statements.get", status=503, count=2),
         Fault("ads.statements.download", kind="drop", count=1),
+        Fault("ads.statements.download", kind="truncate", count=2),
         Fault("ads.statements.download", kind="expire_link", count=2),
         Fault("ads.statements.get", kind="expire_token", count=1),
         Fault("ads.accounts.list", kind="drop", count=1),

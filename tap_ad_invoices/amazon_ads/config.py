@@ -59,16 +59,20 @@ GLOBAL_ACCOUNT_ID = re.compile(r"^amzn1\.ads-account\.g\.[A-Za-z0-9]+$")
 CONFIG_PROPERTY = th.Property(
     PREFIX,
     th.ObjectType(
-        th.Property("client_id", th.StringType, description="Login with Amazon client id."),
+        th.Property(
+            "client_id", th.StringType, required=True, description="Login with Amazon client id."
+        ),
         th.Property(
             "client_secret",
             th.StringType,
+            required=True,
             secret=True,
             description="Login with Amazon client secret.",
         ),
         th.Property(
             "refresh_token",
             th.StringType,
+            required=True,
             secret=True,
             description="Login with Amazon refresh token (Atzr|...).",
         ),

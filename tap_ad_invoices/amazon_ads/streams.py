@@ -10,11 +10,14 @@ A pending statement is polled again by the next run, never re-created.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import time
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import requests
+import urllib3
 from singer_sdk import Stream
 from singer_sdk import typing as th
 
@@ -32,7 +35,14 @@ if TYPE_CHECKING:
     from tap_ad_invoices.tap import TapAdInvoices
 
 STREAM = "amazon_ads_billing_statements"
-DOWNLOAD_ATTEMPTS = 3  # a link can expire between poll and download: ask for a fresh one
+DOWNLOAD_ATTEMPTS = 5  # links expire and bodies get cut off: a fresh link each time
+# What a body cut off mid-stream raises, from urllib3 up through gzip.
+BROKEN_DOWNLOAD = (
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    EOFError,
+    gzip.BadGzipFile,
+)  # a link can expire between poll and download: ask for a fresh one
 
 SCHEMA = th.PropertiesList(
     th.Property(
@@ -233,14 +243,19 @@ class BillingStatementsStream(Stream):
                 rows = yield from self._emit_rows(client, request, statement_id, link, seen)
                 self.logger.info("Amazon Ads: %s: %d row(s)", request, rows)
                 return
-            except ApiError as exc:
-                if attempt == DOWNLOAD_ATTEMPTS or exc.status not in (400, 403):
+            except (ApiError, *BROKEN_DOWNLOAD) as exc:
+                refused = isinstance(exc, ApiError) and exc.status in (400, 403)
+                if attempt == DOWNLOAD_ATTEMPTS or not (refused or not isinstance(exc, ApiError)):
                     raise
-                # Presigned links expire (X-Amz-Expires); polling again yields a fresh one.
+                # Presigned links expire (X-Amz-Expires) and bodies get cut off: poll the
+                # statement again for a fresh link and read it from the start (rows already
+                # emitted this run are skipped by `seen`).
                 self.logger.warning(
-                    "Amazon Ads: %s: download link refused (%s), asking for a new one",
+                    "Amazon Ads: %s: download %s, asking for a new link (attempt %d/%d)",
                     request,
-                    exc.status,
+                    f"refused ({exc.status})" if isinstance(exc, ApiError) else "interrupted",
+                    attempt + 1,
+                    DOWNLOAD_ATTEMPTS,
                 )
                 update = client.get_billing_statement(request, statement_id)
                 link = update.result

@@ -45,6 +45,7 @@ class Response:
     body: bytes | Any = b""
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False  # close the connection without answering
+    truncate: bool = False  # announce the full length, send half, close
 
     def payload(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -62,7 +63,8 @@ class Fault:
     """Answer the next `count` calls of `route` (a counter name, or "*") with a fault.
 
     kind: "status" (HTTP `status`, with Retry-After when `retry_after` is set),
-    "drop" (close the connection), "expire_token" (revoke every access token
+    "drop" (close the connection), "truncate" (the next answer of the route
+    stops half-way through its body), "expire_token" (revoke every access token
     first, so the call meets a 401), "expire_link" (a presigned URL answers
     403 "Request has expired").
     """
@@ -182,6 +184,10 @@ class Emulator:
                         self.revoke_tokens()
                     elif fault.kind == "drop":
                         return Response(drop=True)
+                    elif fault.kind == "truncate":
+                        response = handler(request)
+                        response.truncate = True
+                        return response
                     elif fault.kind == "status":
                         headers = {}
                         if fault.retry_after is not None:
@@ -354,6 +360,12 @@ class Emulator:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if response.truncate:
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.close()
+                    return
                 self.wfile.write(payload)
 
             do_GET = do_POST = do_DELETE = do_PUT = _serve
