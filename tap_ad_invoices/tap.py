@@ -13,6 +13,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from tap_ad_invoices import amazon_ads, amazon_business, google_ads
 from tap_ad_invoices.documents import DEFAULT_MAX_BYTES, DocumentSettings
 from tap_ad_invoices.errors import AuthorizationExpired, ConfigError, FailureLedger
+from tap_ad_invoices.invoices import FeedsInvoices, InvoicesStream
 from tap_ad_invoices.redaction import install_log_redaction, register_secret
 from tap_ad_invoices.settings import check_int, sync_range
 from tap_ad_invoices.sources import Source
@@ -95,7 +96,16 @@ class TapAdInvoices(Tap):
         return [source for source in SOURCES if self.config.get(source.key)]
 
     def discover_streams(self) -> list[Stream]:
-        return [stream for source in self.configured_sources() for stream in source.streams(self)]
+        streams = [
+            stream for source in self.configured_sources() for stream in source.streams(self)
+        ]
+        if not streams:
+            return []
+        invoices = InvoicesStream(self)
+        for stream in streams:
+            if isinstance(stream, FeedsInvoices):
+                stream.feed(invoices)
+        return [*streams, invoices]  # last: it reports after the streams that feed it
 
     # -- running --------------------------------------------------------------------
     # The SDK marks sync_all final; extending it (not replacing it) is the one place

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, signed, status_name
 from tap_ad_invoices.money import COMMA_DECIMAL_LOCALES, parse_amount
 
 LOGGER = logging.getLogger("tap_ad_invoices.amazon_ads")
@@ -143,3 +144,30 @@ def invoice_key(record: Mapping[str, Any], header: list[str], cells: list[str]) 
         "\x1f".join(f"{h}={c}" for h, c in zip(header, cells, strict=False)).encode()
     ).hexdigest()
     return f"row:{digest[:32]}"
+
+
+def to_invoice(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A statement row as a row of the normalized `invoices` stream."""
+    document_type = (record.get("document_type") or "").lower()
+    total = record.get("total_amount")
+    is_credit = "credit" in document_type or (total is not None and total < 0)
+    kind = CREDIT_MEMO if is_credit else INVOICE
+    return {
+        "platform": "amazon_ads",
+        "account_id": record["account_id"],
+        "account_name": record.get("advertiser_name"),
+        "invoice_number": record.get("invoice_number") or record["invoice_key"],
+        "document_kind": kind,
+        "issue_date": record.get("invoice_date"),
+        "due_date": record.get("due_date"),
+        "service_start_date": record.get("service_start_date"),
+        "service_end_date": record.get("service_end_date"),
+        "currency": record.get("currency"),
+        "subtotal_amount": signed(record.get("billable_amount"), kind),
+        "tax_amount": signed(record.get("tax_amount"), kind),
+        "total_amount": signed(total, kind),
+        "status": status_name(record.get("invoice_status")),
+        "purchase_order": record.get("purchase_order"),
+        "document_uri": None,
+        "document_sha256": None,
+    }

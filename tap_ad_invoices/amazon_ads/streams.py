@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 import urllib3
-from singer_sdk import Stream
 from singer_sdk import typing as th
 
 from tap_ad_invoices.amazon_ads.client import AmazonAdsClient, StatementRequest
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
-from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record
+from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record, to_invoice
 from tap_ad_invoices.csvstream import iter_csv_dicts
 from tap_ad_invoices.errors import ApiError
+from tap_ad_invoices.invoices import FeedsInvoices
 from tap_ad_invoices.jobs import AsyncJobRunner, Job, JobLost, JobStatus, JobUpdate
 from tap_ad_invoices.redaction import redact
 from tap_ad_invoices.settings import sync_range
@@ -86,7 +86,7 @@ SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-class BillingStatementsStream(Stream):
+class BillingStatementsStream(FeedsInvoices):
     name = STREAM
     primary_keys = ("account_id", "invoice_key")
     replication_key = None
@@ -96,6 +96,9 @@ class BillingStatementsStream(Stream):
         super().__init__(tap)
         self.settings = settings
         self._failures = tap.failures
+
+    def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+        return [to_invoice(record)]
 
     # -- state ----------------------------------------------------------------------
     def _account_state(self, account_id: str) -> dict[str, Any]:

@@ -1,0 +1,110 @@
+"""The normalized `invoices` stream: exact mapping, selection, no extra API calls."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tap_ad_invoices.emulator import Emulator
+from tap_ad_invoices.emulator.amazon_ads import ACCOUNTS
+from tests.tap_runner import run_tap
+
+ADS = "amazon_ads_billing_statements"
+PK = ("platform", "account_id", "invoice_number", "document_kind")
+
+
+@pytest.fixture
+def ads_config(emulator: Emulator) -> dict:
+    from tap_ad_invoices.emulator.cli import tap_config
+
+    full = tap_config(emulator)
+    full["amazon_ads"]["poll_interval_seconds"] = 0
+    return {"start_date": "2025-01-01", "end_date": "2026-11-15", "amazon_ads": full["amazon_ads"]}
+
+
+def catalog_selecting(config: dict, workdir: Path, selected: set[str]) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "discover.json").write_text(json.dumps(config))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tap_ad_invoices",
+            "--config",
+            str(workdir / "discover.json"),
+            "--discover",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    catalog = json.loads(out)
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] in selected
+    return catalog
+
+
+def test_amazon_ads_rows_map_exactly_with_credit_memos_negative(emulator, ads_config, tmp_path):
+    run = run_tap(ads_config, tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = run.records["invoices"]
+    keys = [tuple(r[k] for k in PK) for r in rows]
+    assert len(keys) == len(set(keys))
+    truth = {
+        (i.account_id, i.invoice_number): i
+        for i in emulator.sources["amazon_ads"].invoices
+        if i.invoice_date.isoformat() <= "2026-11-15"
+    }
+    assert {(r["account_id"], r["invoice_number"]) for r in rows} == set(truth)
+    for row in rows:
+        inv = truth[(row["account_id"], row["invoice_number"])]
+        credit = inv.document_type == "Credit Note"
+        assert row["platform"] == "amazon_ads"
+        assert row["document_kind"] == ("credit_memo" if credit else "invoice")
+        assert row["issue_date"] == inv.invoice_date.isoformat()
+        assert row["due_date"] == inv.due_date.isoformat()
+        assert row["service_start_date"] == inv.period_start.isoformat()
+        assert row["currency"] == inv.currency
+        assert row["subtotal_amount"] == inv.billable_amount
+        assert row["tax_amount"] == inv.tax_amount
+        assert row["total_amount"] == inv.total_amount
+        assert (row["total_amount"] < 0) == credit
+        assert row["status"] == inv.status.lower().replace(" ", "_")
+        assert row["source_stream"] == ADS
+        assert row["source_key"] == {
+            "account_id": inv.account_id,
+            "invoice_key": inv.invoice_number,
+        }
+
+
+def test_selecting_only_invoices_fetches_once_and_emits_only_invoices(
+    emulator, ads_config, tmp_path
+):
+    both = run_tap(ads_config, tmp_path / "both")
+    calls_for_both = Counter(emulator.counters)
+    emulator.counters.clear()
+
+    catalog = catalog_selecting(ads_config, tmp_path / "only", {"invoices"})
+    only = run_tap(ads_config, tmp_path / "only", catalog=catalog)
+    assert only.returncode == 0, only.stderr
+    assert set(only.records) == {"invoices"}
+    assert not [m for m in only.messages if m.get("stream") == ADS and m["type"] == "RECORD"]
+    assert sorted(map(str, only.records["invoices"])) == sorted(map(str, both.records["invoices"]))
+    # The same API calls as a run that emits both streams: nothing is fetched twice.
+    assert Counter(emulator.counters) == calls_for_both
+    assert emulator.counters["ads.statements.create"] > 0
+
+
+def test_deselecting_invoices_emits_only_the_source(emulator, ads_config, tmp_path):
+    catalog = catalog_selecting(ads_config, tmp_path, {ADS})
+    run = run_tap(ads_config, tmp_path, catalog=catalog)
+    assert run.returncode == 0, run.stderr
+    assert set(run.records) == {ADS}
+    assert len({r["account_id"] for r in run.records[ADS]}) == len(ACCOUNTS)
