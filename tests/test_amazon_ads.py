@@ -156,9 +156,12 @@ def test_faults_are_survived_and_nothing_is_lost(emulator, config, tmp_path):
         Fault("ads.accounts.list", kind="drop", count=1),
     ):
         emulator.add_fault(fault)
+    # A server-side token bucket on polling: 429 with Retry-After whenever it runs dry.
+    emulator.knobs["rate_limits"] = {"ads.statements.get": [10, 1]}
     run = run_tap(config, tmp_path)
     assert run.returncode == 0, run.stderr
     assert_matches_truth(run.records[STREAM], truth(emulator))
+    assert emulator.counters["ads.statements.get.throttled"] > 0, dict(emulator.counters)
     assert emulator.counters["lwa.token"] == 2  # the revoked token was refreshed once
     assert not emulator.faults, "every injected fault was met"
     assert_no_secrets(run)
