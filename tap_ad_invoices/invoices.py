@@ -64,7 +64,9 @@ def signed(amount: Decimal | int | None, kind: str) -> Decimal | int | None:
     """Apply the sign convention: a credit memo's amounts are negative."""
     if amount is None:
         return None
-    return -abs(amount) if kind == CREDIT_MEMO else amount
+    if kind == CREDIT_MEMO and amount > 0:
+        return -amount
+    return amount
 
 
 def status_name(text: str | None) -> str | None:
