@@ -1,0 +1,331 @@
+"""Google Ads API calls, through the official google-ads client (gRPC), and nothing else.
+
+Errors come back as a GoogleAdsFailure in the trailing metadata. The client
+turns most of them into GoogleAdsException, but passes INTERNAL and
+RESOURCE_EXHAUSTED through as plain gRPC errors, so `AdsError.from_exception`
+reads the failure from the metadata itself. Quota errors carry the wait Google
+wants in `quota_error_details.retry_delay`; we honour it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+import requests
+from google.ads.googleads.client import GoogleAdsClient
+from google.ads.googleads.errors import GoogleAdsException
+from google.ads.googleads.v26.errors.types import errors as ads_errors
+from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
+from google.auth.transport.requests import Request as AuthRequest
+from google.oauth2.credentials import Credentials
+
+from tap_ad_invoices.documents import DocumentError, read_bounded
+from tap_ad_invoices.errors import AuthorizationExpired
+from tap_ad_invoices.google_ads.config import KEY, GoogleAdsSettings
+from tap_ad_invoices.http import HttpClient, RetryPolicy
+from tap_ad_invoices.redaction import redact, register_secret
+
+API_VERSION = "v26"
+SCOPE = "https://www.googleapis.com/auth/adwords"
+FAILURE_KEY = f"google.ads.googleads.{API_VERSION}.errors.googleadsfailure-bin"
+MONTHS = (
+    "JANUARY",
+    "FEBRUARY",
+    "MARCH",
+    "APRIL",
+    "MAY",
+    "JUNE",
+    "JULY",
+    "AUGUST",
+    "SEPTEMBER",
+    "OCTOBER",
+    "NOVEMBER",
+    "DECEMBER",
+)
+# Transient on Google's side: retry with backoff.
+TRANSIENT_STATUSES = {"INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED"}
+# Quota errors that pass with time; RESOURCE_EXHAUSTED without a retry_delay is the daily
+# operations limit (Google staff: no retry-after for it), which waiting seconds won't fix.
+TEMPORARY_QUOTA = {
+    "RESOURCE_TEMPORARILY_EXHAUSTED",
+    "EXCESSIVE_SHORT_TERM_QUERY_RESOURCE_CONSUMPTION",
+}
+MAX_RETRY_DELAY_SECONDS = 600.0
+REAUTHORISE = (
+    "Create a new refresh token for the OAuth client {prefix}.client_id (scope {scope}) and set "
+    "{prefix}.refresh_token. Refresh tokens of OAuth apps whose consent screen is in 'Testing' "
+    "status expire after 7 days: publish the app ('In production') to keep them."
+)
+
+LOGGER = logging.getLogger("tap_ad_invoices.google_ads")
+# The library logs every failed call with its payload at WARNING; our own lines say enough.
+logging.getLogger("google.ads.googleads.client").setLevel(logging.ERROR)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BillingSetup:
+    customer_id: str
+    resource_name: str
+    payments_account_id: str
+
+
+@dataclass(eq=False)
+class AdsError(Exception):
+    """One failed call: the gRPC status, the error codes ("invoice_error.NOT_INVOICED_CUSTOMER")."""
+
+    status: str
+    codes: list[str] = field(default_factory=list)
+    message: str = ""
+    request_id: str | None = None
+    retry_delay: float | None = None
+
+    def __str__(self) -> str:
+        codes = ", ".join(self.codes) or self.status
+        request = f" (request-id {self.request_id})" if self.request_id else ""
+        return redact(f"{codes}: {self.message}{request}")
+
+    def has(self, *names: str) -> bool:
+        return any(code.split(".", 1)[-1] in names for code in self.codes)
+
+    def of_kind(self, kind: str) -> bool:
+        return any(code.startswith(f"{kind}.") for code in self.codes)
+
+    @property
+    def unauthenticated(self) -> bool:
+        return self.status == "UNAUTHENTICATED" or self.of_kind("authentication_error")
+
+    @property
+    def retryable_quota(self) -> bool:
+        quota = self.status == "RESOURCE_EXHAUSTED" or self.of_kind("quota_error")
+        return quota and (self.retry_delay is not None or self.has(*TEMPORARY_QUOTA))
+
+    @property
+    def transient(self) -> bool:
+        return self.status in TRANSIENT_STATUSES or self.of_kind("internal_error")
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> AdsError | None:
+        call: Any = None
+        if isinstance(exc, GoogleAdsException):
+            call = exc.error
+        elif isinstance(exc, api_exceptions.GoogleAPICallError):
+            call = exc.response if isinstance(exc.response, grpc.Call) else None
+            if call is None and exc.errors and isinstance(exc.errors[0], grpc.Call):
+                call = exc.errors[0]
+        elif isinstance(exc, grpc.RpcError):
+            call = exc
+        if call is None:
+            return None
+        status = call.code().name if call.code() else "UNKNOWN"
+        details = call.details() or ""
+        failure = None
+        request_id = None
+        for key, value in call.trailing_metadata() or ():
+            if key == FAILURE_KEY:
+                failure = ads_errors.GoogleAdsFailure.deserialize(value)
+            elif key == "request-id":
+                request_id = value
+        error = cls(status=status, message=details, request_id=request_id)
+        if failure is not None:
+            for item in failure.errors:
+                pb = ads_errors.ErrorCode.pb(item.error_code)
+                kind = pb.WhichOneof("error_code")
+                if kind:
+                    value = getattr(pb, kind)
+                    enum = pb.DESCRIPTOR.fields_by_name[kind].enum_type
+                    name = enum.values_by_number[value].name if enum else str(value)
+                    error.codes.append(f"{kind}.{name}")
+                if item.details and item.details.quota_error_details.retry_delay:
+                    delay = item.details.quota_error_details.retry_delay
+                    error.retry_delay = delay.total_seconds()
+            if failure.errors:
+                error.message = failure.errors[0].message
+        if "invalid_grant" in details:  # the refresh inside the gRPC auth plugin failed
+            error.status = "UNAUTHENTICATED"
+        return error
+
+
+class GoogleAdsApi:
+    """InvoiceService and GoogleAdsService for one OAuth client; safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: GoogleAdsSettings,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.retry = retry or RetryPolicy(max_tries=6, base_delay=1.0, max_delay=60.0)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        if settings.root_certificates_file:
+            # gRPC reads its trusted roots from this variable, once per process;
+            # google-ads offers no parameter.
+            os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = settings.root_certificates_file
+        self.credentials = Credentials(
+            token=None,
+            refresh_token=settings.refresh_token,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            token_uri=settings.token_uri,
+            scopes=[SCOPE],
+        )
+        self._session = requests.Session()
+        self.access_token()  # fail fast, with one line, when the refresh token is dead
+        self.client = GoogleAdsClient(
+            credentials=self.credentials,
+            developer_token=settings.developer_token,
+            endpoint=settings.endpoint,
+            login_customer_id=settings.login_customer_id,
+            version=API_VERSION,
+            use_proto_plus=True,
+        )
+        self._google_ads = self.client.get_service("GoogleAdsService")
+        self._invoices = self.client.get_service("InvoiceService")
+        self._month_enum = self.client.enums.MonthOfYearEnum
+        self.pdf_http = HttpClient(base_url="", token_source=self, retry=self.retry, sleep=sleep)
+
+    # -- OAuth ------------------------------------------------------------------------------
+    def access_token(self) -> str:
+        with self._lock:
+            if not self.credentials.valid:
+                try:
+                    self.credentials.refresh(AuthRequest(self._session))
+                except auth_exceptions.RefreshError as exc:
+                    raise AuthorizationExpired(
+                        redact(f"Google refused {KEY}.refresh_token ({_first_line(exc)}). ")
+                        + REAUTHORISE.format(prefix=KEY, scope=SCOPE)
+                    ) from None
+                except auth_exceptions.TransportError as exc:
+                    raise AuthorizationExpired(
+                        f"cannot reach the Google token endpoint {KEY}.token_uri: "
+                        f"{_first_line(exc)}"
+                    ) from None
+            token = self.credentials.token
+            assert token is not None
+            register_secret(token)
+            return str(token)
+
+    def invalidate(self, token: str) -> None:
+        with self._lock:
+            if self.credentials.token == token:
+                self.credentials.token = None
+
+    # -- calls ------------------------------------------------------------------------------
+    def call(self, what: str, function: Callable[[], T]) -> T:
+        """One logical call: quota waits as Google says, transient errors back off."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return function()
+            except (GoogleAdsException, grpc.RpcError, api_exceptions.GoogleAPICallError) as exc:
+                error = AdsError.from_exception(exc)
+                if error is None:
+                    raise
+            if error.unauthenticated:
+                raise AuthorizationExpired(
+                    f"Google Ads rejected the credentials for {what}: {error}. "
+                    + REAUTHORISE.format(prefix=KEY, scope=SCOPE)
+                )
+            if not (error.retryable_quota or error.transient) or attempt >= self.retry.max_tries:
+                raise error
+            if error.retry_delay is not None:
+                delay = min(error.retry_delay, MAX_RETRY_DELAY_SECONDS)
+            else:
+                delay = self.retry.backoff(attempt)
+            LOGGER.warning(
+                "%s: %s; retry %d/%d in %.2fs",
+                what,
+                error,
+                attempt,
+                self.retry.max_tries - 1,
+                delay,
+            )
+            self._sleep(delay)
+
+    def serving_customers(self) -> list[str]:
+        """Enabled non-manager accounts under login_customer_id, at every level."""
+        manager = self.settings.login_customer_id
+        assert manager is not None
+        query = (
+            "SELECT customer_client.id, customer_client.manager, customer_client.status, "
+            "customer_client.descriptive_name FROM customer_client "
+            "WHERE customer_client.status = 'ENABLED' AND customer_client.manager = FALSE"
+        )
+        rows = self.call(
+            f"customer_client query of manager {manager}",
+            lambda: list(self._google_ads.search(customer_id=manager, query=query)),
+        )
+        return sorted({str(row.customer_client.id) for row in rows})
+
+    def billing_setups(self, customer_id: str) -> list[BillingSetup]:
+        query = (
+            "SELECT billing_setup.id, billing_setup.status, billing_setup.payments_account, "
+            "billing_setup.payments_account_info.payments_account_id, "
+            "billing_setup.payments_account_info.payments_profile_id "
+            "FROM billing_setup WHERE billing_setup.status = 'APPROVED'"
+        )
+        rows = self.call(
+            f"billing_setup query of customer {customer_id}",
+            lambda: list(self._google_ads.search(customer_id=customer_id, query=query)),
+        )
+        return sorted(
+            (
+                BillingSetup(
+                    customer_id,
+                    row.billing_setup.resource_name,
+                    row.billing_setup.payments_account_info.payments_account_id,
+                )
+                for row in rows
+            ),
+            key=lambda setup: setup.resource_name,
+        )
+
+    def list_invoices(self, setup: BillingSetup, year: int, month: int) -> list[Any]:
+        """ListInvoices for one issue month; raw protobuf Invoice messages (no pagination)."""
+        request = {
+            "customer_id": setup.customer_id,
+            "billing_setup": setup.resource_name,
+            "issue_year": str(year),
+            "issue_month": getattr(self._month_enum, MONTHS[month - 1]),
+            "include_granular_level_invoice_details": self.settings.include_granular_details,
+        }
+        response = self.call(
+            f"ListInvoices {setup.resource_name} {year}-{month:02d}",
+            lambda: self._invoices.list_invoices(request=request),
+        )
+        return [type(invoice).pb(invoice) for invoice in response.invoices]
+
+    def download_pdf(self, url: str, max_bytes: int, what: str) -> bytes:
+        """The invoice PDF, fetched with the OAuth bearer token, never more than max_bytes."""
+        response = self.pdf_http.request(
+            "GET",
+            url,
+            operation=f"download {what}",
+            stream=True,
+            headers={"Accept-Encoding": "identity"},
+        )
+        with response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise DocumentError(
+                    f"{what} is {length} bytes, larger than documents.max_bytes ({max_bytes})"
+                )
+            return read_bounded(response.iter_content(1 << 16), max_bytes, what)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return " ".join(text.split())[:300]

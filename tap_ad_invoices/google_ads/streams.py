@@ -1,0 +1,241 @@
+"""The google_ads_invoices stream: fan-out over customers, billing setups and issue months.
+
+Calls run on a thread pool of `max_workers`; records are emitted from the
+main thread, in (customer, billing setup, month) order, so output and dedupe
+are deterministic however the calls finish. State keeps, per billing setup
+(which names its customer), the last issue month fully synced; each run starts
+`lookback_months` before it, because credit memos and rebills arrive late.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tap_ad_invoices.documents import DocumentSettings, DocumentStore, StoredDocument, unwrap_pdf
+from tap_ad_invoices.errors import AuthorizationExpired
+from tap_ad_invoices.google_ads.client import AdsError, BillingSetup, GoogleAdsApi
+from tap_ad_invoices.google_ads.config import GoogleAdsSettings
+from tap_ad_invoices.google_ads.conversion import invoice_record, invoice_schema, to_invoice
+from tap_ad_invoices.invoices import FeedsInvoices
+from tap_ad_invoices.settings import sync_range
+
+if TYPE_CHECKING:
+    from singer_sdk import Tap
+
+STREAM_NAME = "google_ads_invoices"
+BOOKMARKS_KEY = "billing_setups"  # not "partitions": the SDK owns that key
+FIRST_ISSUE_MONTH = dt.date(2019, 1, 1)  # ListInvoices: YEAR_MONTH_TOO_OLD before 2019
+# The billing setup cannot have invoices: skip it with one warning, not a failure.
+SKIP_CODES = (
+    "NOT_INVOICED_CUSTOMER",
+    "BILLING_SETUP_NOT_ON_MONTHLY_INVOICING",
+    "NON_SERVING_CUSTOMER",
+)
+
+
+def month_start(value: dt.datetime | dt.date) -> dt.date:
+    return dt.date(value.year, value.month, 1)
+
+
+def add_months(month: dt.date, count: int) -> dt.date:
+    index = month.year * 12 + month.month - 1 + count
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    months = []
+    while first <= last:
+        months.append(first)
+        first = add_months(first, 1)
+    return months
+
+
+@dataclass
+class Partition:
+    setup: BillingSetup
+    months: list[dt.date]
+    calls: list[Future[list[Any]]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"customer {self.setup.customer_id}, {self.setup.resource_name}"
+
+
+class GoogleAdsInvoicesStream(FeedsInvoices):
+    name = STREAM_NAME
+    primary_keys = ("id",)  # type: ignore[assignment]
+
+    def __init__(self, tap: Tap, settings: GoogleAdsSettings) -> None:
+        super().__init__(tap=tap, name=STREAM_NAME, schema=invoice_schema())
+        self.settings = settings
+        self.documents = DocumentSettings.from_config(tap.config)
+        self._store = DocumentStore(self.documents)
+        self._pdf_lock = threading.Lock()
+        self._pdf_claimed: set[str] = set()  # one download per invoice id, whichever customer
+        self._pdfs: dict[str, Future[StoredDocument]] = {}  # until the record is written
+
+    def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+        return [to_invoice(record)]
+
+    def _fail(self, item: str, reason: object) -> None:
+        self._tap.failures.record(self.name, item, str(reason), self.logger)  # type: ignore[attr-defined]
+
+    # -- months -----------------------------------------------------------------------------
+    def _months(self, setup: BillingSetup, bookmarks: dict[str, Any]) -> list[dt.date]:
+        start, end = sync_range(self.config)
+        now = dt.datetime.now(dt.timezone.utc)
+        first = max(month_start(start), FIRST_ISSUE_MONTH)
+        last = month_start(min(end, now))  # a month not yet begun has no invoice
+        synced = (bookmarks.get(setup.resource_name) or {}).get("last_issue_month")
+        if synced:
+            resume = add_months(
+                dt.date.fromisoformat(f"{synced}-01"), -self.settings.lookback_months
+            )
+            first = max(first, resume)
+        return months_between(first, last)
+
+    # -- sync -------------------------------------------------------------------------------
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        state = self.get_context_state(context)
+        bookmarks: dict[str, Any] = state.setdefault(BOOKMARKS_KEY, {})
+        api = GoogleAdsApi(self.settings)
+        workers = int(self.config.get("max_workers") or 4)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-ads")
+        pdf_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-ads-pdf")
+        try:
+            yield from self._sync(api, pool, pdf_pool, bookmarks)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            pdf_pool.shutdown(wait=True, cancel_futures=True)
+
+    def _customers(self, api: GoogleAdsApi) -> list[str]:
+        if self.settings.customer_ids:
+            return list(self.settings.customer_ids)
+        customers = api.serving_customers()
+        self.logger.info(
+            "Manager %s: %d enabled serving account(s)",
+            self.settings.login_customer_id,
+            len(customers),
+        )
+        return customers
+
+    def _sync(
+        self,
+        api: GoogleAdsApi,
+        pool: ThreadPoolExecutor,
+        pdf_pool: ThreadPoolExecutor,
+        bookmarks: dict[str, Any],
+    ) -> Iterator[dict[str, Any]]:
+        try:
+            customers = self._customers(api)
+        except AdsError as error:
+            self._fail(f"manager {self.settings.login_customer_id}", error)
+            return
+        setup_calls = [(c, pool.submit(api.billing_setups, c)) for c in customers]
+        partitions: list[Partition] = []
+        for customer, call in setup_calls:
+            try:
+                setups = call.result()
+            except AdsError as error:
+                self._fail(f"customer {customer}", error)
+                continue
+            if not setups:
+                self.logger.warning("Customer %s has no approved billing setup: skipped", customer)
+            partitions += [Partition(s, self._months(s, bookmarks)) for s in setups]
+
+        # Every ListInvoices call goes to the pool now; results are consumed in order below.
+        for partition in partitions:
+            partition.calls = [
+                pool.submit(self._fetch, api, pdf_pool, partition.setup, month)
+                for month in partition.months
+            ]
+        seen: set[str] = set()
+        for partition in partitions:
+            yield from self._emit(partition, seen, bookmarks)
+
+    def _fetch(
+        self, api: GoogleAdsApi, pdf_pool: ThreadPoolExecutor, setup: BillingSetup, month: dt.date
+    ) -> list[Any]:
+        invoices = api.list_invoices(setup, month.year, month.month)
+        if self.settings.download_pdfs:
+            with self._pdf_lock:
+                for invoice in invoices:
+                    if invoice.id not in self._pdf_claimed and invoice.pdf_url:
+                        self._pdf_claimed.add(invoice.id)
+                        self._pdfs[invoice.id] = pdf_pool.submit(
+                            self._download,
+                            api,
+                            invoice.id,
+                            invoice.pdf_url,
+                            invoice.payments_account_id,
+                        )
+        return invoices
+
+    def _download(
+        self, api: GoogleAdsApi, invoice_id: str, url: str, account: str
+    ) -> StoredDocument:
+        what = f"PDF of invoice {invoice_id}"
+        data = api.download_pdf(url, self.documents.max_bytes, what)
+        pdf = unwrap_pdf(data, self.documents.max_bytes, what)
+        return self._store.store(pdf, source="google_ads", account=account, name=invoice_id)
+
+    def _emit(
+        self, partition: Partition, seen: set[str], bookmarks: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        complete = True
+        for month, call in zip(partition.months, partition.calls, strict=True):
+            try:
+                invoices = call.result()
+            except AuthorizationExpired:
+                raise
+            except AdsError as error:
+                for pending in partition.calls:
+                    pending.cancel()
+                if error.has(*SKIP_CODES):
+                    # No bookmark: if the setup moves to monthly invoicing, its history counts.
+                    self.logger.warning("Skipped %s: %s", partition.label, error)
+                else:
+                    self._fail(partition.label, f"issue month {month:%Y-%m}: {error}")
+                complete = False
+                break
+            for invoice in invoices:
+                if invoice.id in seen:
+                    continue  # consolidated billing: already emitted for another customer
+                seen.add(invoice.id)
+                record = invoice_record(
+                    invoice,
+                    customer_id=partition.setup.customer_id,
+                    login_customer_id=self.settings.login_customer_id,
+                    issue_month=f"{month:%Y-%m}",
+                )
+                if self.settings.download_pdfs and invoice.pdf_url:
+                    complete &= self._attach_pdf(record, partition)
+                yield record
+        if complete and partition.months:
+            bookmarks[partition.setup.resource_name] = {
+                "last_issue_month": f"{partition.months[-1]:%Y-%m}"
+            }
+
+    def _attach_pdf(self, record: dict[str, Any], partition: Partition) -> bool:
+        with self._pdf_lock:
+            download = self._pdfs.pop(record["id"])
+        try:
+            document = download.result()
+        except AuthorizationExpired:
+            raise
+        except Exception as exc:  # one document fails alone; the record still goes out
+            self._fail(f"{partition.label}, invoice {record['id']}", exc)
+            return False
+        record.update(
+            pdf_sha256=document.sha256,
+            pdf_size=document.size,
+            pdf_page_count=document.page_count,
+            pdf_uri=document.uri,
+            pdf_content_base64=document.content_base64,
+        )
+        return True
