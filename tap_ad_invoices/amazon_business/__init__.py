@@ -1,3 +1,28 @@
-"""amazon_business source (not built yet): contributes no streams until its issue lands."""
+"""Amazon Business: reconciliation transactions and their invoice / credit memo PDFs."""
 
-SOURCE = None
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from tap_ad_invoices.sources import Source
+
+from .config import CONFIG_PROPERTY, KEY, validate
+
+if TYPE_CHECKING:
+    from singer_sdk import Stream
+
+    from tap_ad_invoices.tap import TapAdInvoices
+
+
+def _validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    validate(section, config)
+
+
+def _streams(tap: TapAdInvoices) -> list[Stream]:
+    from .streams import build_streams  # the SDK streams only when the source is configured
+
+    return build_streams(tap)
+
+
+SOURCE = Source(key=KEY, config_property=CONFIG_PROPERTY, validate=_validate, streams=_streams)

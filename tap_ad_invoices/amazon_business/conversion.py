@@ -1,0 +1,292 @@
+"""Amazon Business API shapes -> records, and transactions -> the documents to fetch.
+
+Amounts come as strings ({"currencyCode": "USD", "amount": "-2.99"}) and stay
+exact decimals; any money field may be null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from tap_ad_invoices.documents import StoredDocument
+from tap_ad_invoices.money import parse_amount
+
+# invoiceType (invoice details) -> documentType (createReport reportOptions).
+DOCUMENT_TYPE_BY_INVOICE_TYPE = {"STANDARD": "Invoice", "CREDIT_MEMO": "Credits"}
+# When only the transaction knows the invoice number, its type says which document it is:
+# a charge is invoiced, a refund is credited.
+DOCUMENT_TYPE_BY_TRANSACTION_TYPE = {
+    "CHARGE": "Invoice",
+    "REFUND": "Credits",
+    "OVERREFUND": "Credits",
+}
+
+LINE_ITEM_MONEY = (
+    "totalAmount",
+    "principalAmount",
+    "shippingCharge",
+    "regulatoryFee",
+    "giftWrappingCharge",
+    "discount",
+    "tax",
+    "unitPrice",
+)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, Decimal)):
+        return Decimal(value)
+    return parse_amount(str(value))
+
+
+def money(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    return {"amount": _decimal(value.get("amount")), "currency_code": value.get("currencyCode")}
+
+
+def _person(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    return {"id": value.get("id"), "name": value.get("name"), "email": value.get("email")}
+
+
+def line_item_record(item: Mapping[str, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "order_id": item.get("orderId"),
+        "order_line_item_id": item.get("orderLineItemId"),
+        "shipment_id": item.get("shipmentId"),
+        "shipment_date": item.get("shipmentDate"),
+        "purchase_order_number": item.get("purchaseOrderNumber"),
+        "purchase_order_line_item_id": item.get("purchaseOrderLineItemId"),
+        "asin": item.get("asin"),
+        "unspsc": item.get("unspsc"),
+        "product_title": item.get("productTitle"),
+        "item_quantity": item.get("itemQuantity"),
+        "tax_rate": _decimal(item.get("taxRate")),
+        "refund_reason": item.get("refundReason"),
+        "merchant_legal_name": item.get("merchantLegalName"),
+        "budget_id": item.get("budgetId"),
+        "business_order_info": dict(item.get("businessOrderInfo") or {}) or None,
+    }
+    for name in LINE_ITEM_MONEY:
+        record[_snake(name)] = money(item.get(name))
+    return record
+
+
+def transaction_record(txn: Mapping[str, Any]) -> dict[str, Any]:
+    amount = txn.get("amount") or {}
+    return {
+        "transaction_id": txn["transactionId"],
+        "transaction_type": txn.get("transactionType"),
+        "transaction_date": txn.get("transactionDate"),
+        "feed_date": txn["feedDate"],
+        "marketplace_id": txn.get("marketplaceId"),
+        "invoice_number": txn.get("invoiceNumber"),
+        "charge_identifier": txn.get("chargeIdentifier"),
+        "amount": _decimal(amount.get("amount")),
+        "currency_code": amount.get("currencyCode"),
+        "ship_tax_rate": _decimal(txn.get("shipTaxRate")),
+        "gift_wrap_tax_rate": _decimal(txn.get("giftWrapTaxRate")),
+        "legal_entity_name": txn.get("legalEntityName"),
+        "purchasing_customer_group_name": txn.get("purchasingCustomerGroupName"),
+        "payment_instrument_type": txn.get("paymentInstrumentType"),
+        "payment_instrument_last4_digits": txn.get("paymentInstrumentLast4Digits"),
+        "buyer": _person(txn.get("buyer")),
+        "payer": _person(txn.get("payer")),
+        "associated_transaction_ids": [
+            d["associatedTransactionId"]
+            for d in txn.get("associatedTransactionDetails") or []
+            if d.get("associatedTransactionId")
+        ],
+        "line_items": [line_item_record(i) for i in txn.get("transactionLineItems") or []],
+    }
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+# -- documents to fetch ------------------------------------------------------------------
+LineItemKey = tuple[str, str, str]  # (orderId, orderLineItemId, shipmentId)
+
+
+@dataclass
+class DocumentRequest:
+    """One PDF to fetch: an invoice number and a document type, and what it covers."""
+
+    invoice_number: str
+    document_type: str
+    marketplace_id: str
+    invoice_type: str | None = None
+    invoice_date: str | None = None
+    order_ids: set[str] = field(default_factory=set)
+    order_line_item_ids: set[str] = field(default_factory=set)
+    shipment_ids: set[str] = field(default_factory=set)
+    transaction_ids: set[str] = field(default_factory=set)
+    first_feed_date: str = ""  # the earliest transaction covering it: the bookmark may not pass it
+    last_feed_date: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.invoice_number}|{self.document_type}"
+
+    def describe(self) -> str:
+        return f"invoice {self.invoice_number} ({self.document_type}, {self.marketplace_id})"
+
+    def cover(self, txn: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -> None:
+        feed = str(txn["feedDate"])
+        self.transaction_ids.add(str(txn["transactionId"]))
+        self.first_feed_date = min(self.first_feed_date or feed, feed)
+        self.last_feed_date = max(self.last_feed_date, feed)
+        for item in items:
+            for attr, name in (
+                (self.order_ids, "orderId"),
+                (self.order_line_item_ids, "orderLineItemId"),
+                (self.shipment_ids, "shipmentId"),
+            ):
+                if item.get(name):
+                    attr.add(str(item[name]))
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "invoice_number": self.invoice_number,
+            "document_type": self.document_type,
+            "marketplace_id": self.marketplace_id,
+            "invoice_type": self.invoice_type,
+            "invoice_date": self.invoice_date,
+            "order_ids": sorted(self.order_ids),
+            "order_line_item_ids": sorted(self.order_line_item_ids),
+            "shipment_ids": sorted(self.shipment_ids),
+            "transaction_ids": sorted(self.transaction_ids),
+            "first_feed_date": self.first_feed_date,
+            "last_feed_date": self.last_feed_date,
+        }
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any]) -> DocumentRequest:
+        sets = ("order_ids", "order_line_item_ids", "shipment_ids", "transaction_ids")
+        fields: dict[str, Any] = {
+            k: v for k, v in data.items() if k not in sets and k in cls.__dataclass_fields__
+        }
+        fields.update({k: set(data.get(k) or []) for k in sets})
+        return cls(**fields)
+
+
+def line_item_key(item: Mapping[str, Any]) -> LineItemKey | None:
+    key = (item.get("orderId"), item.get("orderLineItemId"), item.get("shipmentId"))
+    # Documents exist once a line item shipped; without a shipment id there is none yet.
+    return key if all(key) else None  # type: ignore[return-value]
+
+
+def line_items_needing_details(transactions: Iterable[Mapping[str, Any]]) -> list[LineItemKey]:
+    """Line items of transactions that do not carry their invoiceNumber, deduplicated."""
+    seen: dict[LineItemKey, None] = {}
+    for txn in transactions:
+        if txn.get("invoiceNumber"):
+            continue
+        for item in txn.get("transactionLineItems") or []:
+            key = line_item_key(item)
+            if key is not None:
+                seen.setdefault(key, None)
+    return list(seen)
+
+
+def details_by_line_item(
+    results: Iterable[Mapping[str, Any]],
+) -> dict[LineItemKey, list[dict[str, Any]]]:
+    """getInvoiceDetailsByOrderLineItems answers, keyed by line item."""
+    out: dict[LineItemKey, list[dict[str, Any]]] = {}
+    for result in results:
+        key = line_item_key(result.get("orderLineItem") or {})
+        if key is not None:
+            out.setdefault(key, []).extend(result.get("invoiceDetails") or [])
+    return out
+
+
+def plan_documents(
+    transactions: Iterable[Mapping[str, Any]],
+    details: Mapping[LineItemKey, Sequence[Mapping[str, Any]]],
+    *,
+    document_types: Sequence[str],
+    marketplace_ids: Sequence[str],
+) -> dict[str, DocumentRequest]:
+    """Every (invoice number, document type) the transactions lead to, deduplicated.
+
+    One line item can map to several invoices (an invoice and its credit memo);
+    several transactions can lead to the same invoice: each document appears once,
+    covering all of them.
+    """
+    invoice_meta: dict[str, Mapping[str, Any]] = {}
+    for found in details.values():
+        for detail in found:
+            if detail.get("invoiceNumber"):
+                invoice_meta.setdefault(str(detail["invoiceNumber"]), detail)
+
+    plan: dict[str, DocumentRequest] = {}
+
+    def add(number: str, txn: Mapping[str, Any], items: list[Mapping[str, Any]]) -> None:
+        meta = invoice_meta.get(number) or {}
+        invoice_type = meta.get("invoiceType")
+        document_type = DOCUMENT_TYPE_BY_INVOICE_TYPE.get(str(invoice_type)) or (
+            DOCUMENT_TYPE_BY_TRANSACTION_TYPE.get(str(txn.get("transactionType")))
+        )
+        if document_type is None or document_type not in document_types:
+            return
+        request = DocumentRequest(number, document_type, str(txn.get("marketplaceId")))
+        request = plan.setdefault(request.key, request)
+        request.invoice_type = request.invoice_type or invoice_type
+        request.invoice_date = request.invoice_date or meta.get("invoiceDate")
+        request.cover(txn, items)
+
+    for txn in transactions:
+        if txn.get("marketplaceId") not in marketplace_ids:
+            continue
+        items = list(txn.get("transactionLineItems") or [])
+        if txn.get("invoiceNumber"):
+            add(str(txn["invoiceNumber"]), txn, items)
+            continue
+        by_invoice: dict[str, list[Mapping[str, Any]]] = {}
+        for item in items:
+            key = line_item_key(item)
+            for detail in details.get(key, ()) if key else ():
+                if detail.get("invoiceNumber"):
+                    by_invoice.setdefault(str(detail["invoiceNumber"]), []).append(item)
+        for number, covered in by_invoice.items():
+            add(number, txn, covered)
+    return plan
+
+
+def document_record(
+    request: DocumentRequest,
+    *,
+    processing_status: str,
+    report_id: str | None,
+    report_document_id: str | None = None,
+    stored: StoredDocument | None = None,
+) -> dict[str, Any]:
+    return {
+        "invoice_number": request.invoice_number,
+        "document_type": request.document_type,
+        "marketplace_id": request.marketplace_id,
+        "invoice_type": request.invoice_type,
+        "invoice_date": request.invoice_date,
+        "order_ids": sorted(request.order_ids),
+        "order_line_item_ids": sorted(request.order_line_item_ids),
+        "shipment_ids": sorted(request.shipment_ids),
+        "transaction_ids": sorted(request.transaction_ids),
+        "last_feed_date": request.last_feed_date or None,
+        "report_id": report_id,
+        "report_document_id": report_document_id,
+        "processing_status": processing_status,
+        "sha256": stored.sha256 if stored else None,
+        "size": stored.size if stored else None,
+        "page_count": stored.page_count if stored else None,
+        "uri": stored.uri if stored else None,
+        "content_base64": stored.content_base64 if stored else None,
+    }

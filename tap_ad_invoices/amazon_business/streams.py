@@ -1,0 +1,366 @@
+"""Singer streams of Amazon Business: transactions and their invoice documents.
+
+State of `amazon_business_invoice_documents` (custom keys in its bookmark):
+- feed_date_bookmark: transactions fed before it are fully handled. It never
+  passes the earliest transaction of a document that failed, was CANCELLED,
+  is still pending, or was not started because the run was bounded.
+- pending_reports: {invoice|type: {report_id, request}}, written the moment a
+  report exists, so the next run polls it instead of creating it again.
+- delivered: {invoice|type: last feed date}, documents already emitted inside
+  the look-back window, so re-read transactions cause no createReport call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk import Stream
+from singer_sdk import typing as th
+
+from tap_ad_invoices.documents import DocumentSettings, DocumentStore
+from tap_ad_invoices.errors import ApiError
+from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, FeedsInvoices
+
+from . import pipeline
+from .client import MAX_LINE_ITEMS_PER_CALL, AmazonBusinessClient, iso_utc
+from .config import AmazonBusinessSettings
+from .conversion import (
+    DocumentRequest,
+    details_by_line_item,
+    document_record,
+    line_items_needing_details,
+    plan_documents,
+    transaction_record,
+)
+
+if TYPE_CHECKING:
+    from tap_ad_invoices.tap import TapAdInvoices
+
+LOGGER = logging.getLogger("tap_ad_invoices.amazon_business")
+
+MONEY = th.ObjectType(
+    th.Property("amount", th.NumberType),
+    th.Property("currency_code", th.StringType),
+)
+PERSON = th.ObjectType(
+    th.Property("id", th.StringType),
+    th.Property("name", th.StringType),
+    th.Property("email", th.StringType),
+)
+LINE_ITEM = th.ObjectType(
+    th.Property("order_id", th.StringType),
+    th.Property("order_line_item_id", th.StringType),
+    th.Property("shipment_id", th.StringType),
+    th.Property("shipment_date", th.DateTimeType),
+    th.Property("purchase_order_number", th.StringType),
+    th.Property("purchase_order_line_item_id", th.StringType),
+    th.Property("asin", th.StringType),
+    th.Property("unspsc", th.StringType),
+    th.Property("product_title", th.StringType),
+    th.Property("item_quantity", th.IntegerType),
+    th.Property("tax_rate", th.NumberType),
+    th.Property("refund_reason", th.StringType),
+    th.Property("merchant_legal_name", th.StringType),
+    th.Property("budget_id", th.StringType),
+    th.Property("business_order_info", th.ObjectType(additional_properties=True)),
+    th.Property("total_amount", MONEY),
+    th.Property("principal_amount", MONEY),
+    th.Property("shipping_charge", MONEY),
+    th.Property("regulatory_fee", MONEY),
+    th.Property("gift_wrapping_charge", MONEY),
+    th.Property("discount", MONEY),
+    th.Property("tax", MONEY),
+    th.Property("unit_price", MONEY),
+)
+
+
+def _parse(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def feed_windows(
+    start: dt.datetime, end: dt.datetime, days: int
+) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    step = dt.timedelta(days=days)
+    while start < end:
+        yield start, min(start + step, end)
+        start += step
+
+
+class AmazonBusinessStream(Stream):
+    def __init__(
+        self, tap: TapAdInvoices, settings: AmazonBusinessSettings, client: AmazonBusinessClient
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self._ab_tap = tap
+        super().__init__(tap)
+
+    def record_failure(self, item: str, reason: str) -> None:
+        self._ab_tap.failures.record(self.name, item, reason, self.logger)
+
+    def run_end(self) -> dt.datetime:
+        return self.settings.end_date or dt.datetime.now(dt.timezone.utc)
+
+    def read_transactions(
+        self, start: dt.datetime, end: dt.datetime
+    ) -> tuple[list[dict[str, Any]], dt.datetime]:
+        """Transactions fed in [start, end), and how far the read got (end, or a failed window)."""
+        found: list[dict[str, Any]] = []
+        for window_start, window_end in feed_windows(start, end, self.settings.window_days):
+            try:
+                found.extend(self.client.transactions(window_start, window_end))
+            except ApiError as exc:
+                self.record_failure(
+                    f"transactions fed {iso_utc(window_start)}..{iso_utc(window_end)}", str(exc)
+                )
+                return found, window_start
+        return found, end
+
+
+class TransactionsStream(AmazonBusinessStream):
+    """Reconciliation transactions with their line items; finance reconciles against it."""
+
+    name = "amazon_business_transactions"
+    primary_keys = ("transaction_id",)
+    replication_key = "feed_date"
+    is_sorted = False
+
+    schema = th.PropertiesList(
+        th.Property("transaction_id", th.StringType, required=True),
+        th.Property("transaction_type", th.StringType, description="CHARGE, REFUND, OVERREFUND"),
+        th.Property("transaction_date", th.DateTimeType),
+        th.Property("feed_date", th.DateTimeType, required=True),
+        th.Property("marketplace_id", th.StringType),
+        th.Property("invoice_number", th.StringType),
+        th.Property("charge_identifier", th.StringType),
+        th.Property("amount", th.NumberType, description="Authorised amount until settled."),
+        th.Property("currency_code", th.StringType),
+        th.Property("ship_tax_rate", th.NumberType),
+        th.Property("gift_wrap_tax_rate", th.NumberType),
+        th.Property("legal_entity_name", th.StringType),
+        th.Property("purchasing_customer_group_name", th.StringType),
+        th.Property("payment_instrument_type", th.StringType),
+        th.Property("payment_instrument_last4_digits", th.StringType),
+        th.Property("buyer", PERSON),
+        th.Property("payer", PERSON),
+        th.Property("associated_transaction_ids", th.ArrayType(th.StringType)),
+        th.Property("line_items", th.ArrayType(LINE_ITEM)),
+    ).to_dict()
+
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        start = self.settings.start_date
+        bookmark = self.get_starting_timestamp(context)
+        if bookmark is not None and bookmark > start:
+            # Re-read the look-back window: late-settling amounts change transactions.
+            start = max(start, bookmark - dt.timedelta(days=self.settings.lookback_days))
+        transactions, _ = self.read_transactions(start, self.run_end())
+        for txn in transactions:
+            yield transaction_record(txn)
+
+
+class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices):
+    """One record per invoice / credit memo PDF (and per CANCELLED or FATAL report)."""
+
+    name = "amazon_business_invoice_documents"
+    primary_keys = ("invoice_number", "document_type")
+    replication_key = None
+
+    schema = th.PropertiesList(
+        th.Property("invoice_number", th.StringType, required=True),
+        th.Property("document_type", th.StringType, required=True, description="Invoice, Credits"),
+        th.Property("marketplace_id", th.StringType),
+        th.Property("invoice_type", th.StringType, description="STANDARD, CREDIT_MEMO if known"),
+        th.Property("invoice_date", th.DateTimeType),
+        th.Property("order_ids", th.ArrayType(th.StringType)),
+        th.Property("order_line_item_ids", th.ArrayType(th.StringType)),
+        th.Property("shipment_ids", th.ArrayType(th.StringType)),
+        th.Property("transaction_ids", th.ArrayType(th.StringType)),
+        th.Property("last_feed_date", th.DateTimeType),
+        th.Property("report_id", th.StringType),
+        th.Property("report_document_id", th.StringType),
+        th.Property("processing_status", th.StringType, description="DONE, CANCELLED, FATAL"),
+        th.Property("sha256", th.StringType),
+        th.Property("size", th.IntegerType),
+        th.Property("page_count", th.IntegerType),
+        th.Property("uri", th.StringType),
+        th.Property("content_base64", th.StringType),
+    ).to_dict()
+
+    def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+        """A row of `invoices` per delivered PDF.
+
+        Amazon Business has no account id in these APIs: the marketplace stands in.
+        Amounts live on transactions, not invoices, so they stay empty here.
+        """
+        if record.get("processing_status") != pipeline.DONE:
+            return []
+        credit = record["document_type"] == "Credits" or record.get("invoice_type") == "CREDIT_MEMO"
+        invoice_date = record.get("invoice_date")
+        return [
+            {
+                "platform": "amazon_business",
+                "account_id": record["marketplace_id"],
+                "invoice_number": record["invoice_number"],
+                "document_kind": CREDIT_MEMO if credit else INVOICE,
+                "issue_date": invoice_date[:10] if invoice_date else None,
+                "document_uri": record.get("uri"),
+                "document_sha256": record.get("sha256"),
+            }
+        ]
+
+    @cached_property
+    def document_settings(self) -> DocumentSettings:
+        return DocumentSettings.from_config(self.config)
+
+    def checkpoint(self) -> None:
+        """Emit STATE now (pending report ids, delivered documents), not at stream end."""
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        settings = self.settings
+        state = self.stream_state
+        delivered: dict[str, str] = state.setdefault("delivered", {})
+        pending: dict[str, dict[str, Any]] = state.setdefault("pending_reports", {})
+        bookmark = _parse(state.get("feed_date_bookmark"))
+        lookback = dt.timedelta(days=settings.lookback_days)
+        start = max(settings.start_date, bookmark - lookback) if bookmark else settings.start_date
+        end = self.run_end()
+
+        transactions, read_until = self.read_transactions(start, end)
+        holds: list[str] = []  # feed dates the bookmark may not pass
+        details, unresolved = self._invoice_details(transactions)
+        holds += unresolved
+        plan = plan_documents(
+            transactions,
+            details,
+            document_types=settings.document_types,
+            marketplace_ids=settings.marketplace_ids,
+        )
+
+        for key, request in plan.items():
+            if key in delivered:  # seen again (a later refund, say): keep it out of re-requests
+                delivered[key] = max(delivered[key], request.last_feed_date)
+        resumed: list[tuple[DocumentRequest, str]] = []
+        for key, entry in pending.items():
+            request = plan.get(key) or DocumentRequest.from_state(entry["request"])
+            resumed.append((request, str(entry["report_id"])))
+        todo = sorted(
+            (r for key, r in plan.items() if key not in delivered and key not in pending),
+            key=lambda r: (r.first_feed_date, r.key),
+        )
+        LOGGER.info(
+            "amazon_business: %d transactions fed %s..%s lead to %d documents: %d already "
+            "delivered, %d reports to resume, %d to request",
+            len(transactions),
+            iso_utc(start),
+            iso_utc(read_until),
+            len(plan),
+            sum(1 for key in plan if key in delivered),
+            len(resumed),
+            len(todo),
+        )
+
+        def on_created(request: DocumentRequest, report_id: str) -> None:
+            pending[request.key] = {"report_id": report_id, "request": request.to_state()}
+            self.checkpoint()
+
+        budget = settings.time_budget_seconds
+        runner = pipeline.DocumentPipeline(
+            self.client,
+            DocumentStore(self.document_settings),
+            max_bytes=self.document_settings.max_bytes,
+            poll_interval=settings.poll_interval_seconds,
+            progress_interval=settings.progress_interval_seconds,
+            deadline=time.monotonic() + budget if budget else None,
+            max_new_reports=settings.max_documents_per_run,
+            on_created=on_created,
+        )
+        for outcome in runner.run(todo, resumed):
+            request = outcome.request
+            if outcome.status in (pipeline.DONE, pipeline.CANCELLED, pipeline.FATAL):
+                yield document_record(
+                    request,
+                    processing_status=outcome.status,
+                    report_id=outcome.report_id,
+                    report_document_id=outcome.report_document_id,
+                    stored=outcome.stored,
+                )
+            # The record above is written by now: only then is it safe to remember it.
+            if outcome.status == pipeline.DONE:
+                delivered[request.key] = request.last_feed_date
+            else:
+                holds.append(request.first_feed_date)
+                self._explain(outcome)
+            if outcome.status not in (pipeline.PENDING,) and not outcome.keep_report:
+                pending.pop(request.key, None)
+            self.checkpoint()
+
+        new_bookmark = read_until
+        if holds:
+            held = min(_parse(h) or read_until for h in holds)
+            new_bookmark = min(new_bookmark, held)
+        state["feed_date_bookmark"] = iso_utc(new_bookmark)
+        next_start = max(settings.start_date, new_bookmark - lookback)
+        for key, feed in list(delivered.items()):
+            fed = _parse(feed)
+            if fed is not None and fed < next_start:
+                del delivered[key]  # outside the next run's look-back: never seen again
+
+    def _explain(self, outcome: pipeline.Outcome) -> None:
+        item = outcome.request.describe()
+        if outcome.report_id:
+            item += f" report {outcome.report_id}"
+        if outcome.status in (pipeline.FATAL, pipeline.FAILED):
+            self.record_failure(item, outcome.detail)
+        elif outcome.status == pipeline.CANCELLED:
+            self.logger.warning("%s: %s; retried next run", item, outcome.detail)
+        elif outcome.status == pipeline.PENDING:
+            self.logger.info("%s still running: resumed next run", item)
+
+    def _invoice_details(
+        self, transactions: list[dict[str, Any]]
+    ) -> tuple[dict[Any, list[dict[str, Any]]], list[str]]:
+        """Invoice details of line items lacking invoiceNumber, 25 per call.
+
+        Returns the details and the feed dates of transactions whose lookup failed.
+        """
+        keys = line_items_needing_details(transactions)
+        results: list[dict[str, Any]] = []
+        failed: set[tuple[str, str, str]] = set()
+        for index in range(0, len(keys), MAX_LINE_ITEMS_PER_CALL):
+            batch = keys[index : index + MAX_LINE_ITEMS_PER_CALL]
+            body = [{"orderId": o, "orderLineItemId": li, "shipmentId": s} for o, li, s in batch]
+            try:
+                results.extend(self.client.invoice_details(body))
+            except ApiError as exc:
+                self.record_failure(
+                    f"invoice details of orders {sorted({k[0] for k in batch})}", str(exc)
+                )
+                failed.update(batch)
+        holds = []
+        if failed:
+            for txn in transactions:
+                for item in txn.get("transactionLineItems") or []:
+                    key = (item.get("orderId"), item.get("orderLineItemId"), item.get("shipmentId"))
+                    if key in failed:
+                        holds.append(str(txn["feedDate"]))
+        return details_by_line_item(results), holds
+
+
+def build_streams(tap: TapAdInvoices) -> list[Stream]:
+    settings = AmazonBusinessSettings.from_config(tap.config)
+    client = AmazonBusinessClient(settings)
+    return [
+        TransactionsStream(tap, settings, client),
+        InvoiceDocumentsStream(tap, settings, client),
+    ]
