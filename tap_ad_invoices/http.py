@@ -5,7 +5,8 @@ rate limits; the policy below is written once:
 
 - 429: wait `Retry-After` (seconds) when given, else back off; drain the bucket.
 - 5xx, dropped connections, timeouts: exponential backoff, `max_tries` in all.
-- 401 on an authenticated call: refresh the access token once and retry.
+- 401 on an authenticated call (also 403 where an API says so, Amazon Business):
+  refresh the access token once and retry.
 - other 4xx: `ApiError` with one line naming the operation (never the body's secrets).
 """
 
@@ -86,6 +87,7 @@ class HttpClient:
         headers: Callable[[], Mapping[str, str]] | None = None,
         token_source: AccessTokenSource | None = None,
         bearer_header: tuple[str, str] = ("Authorization", "Bearer {token}"),
+        refresh_on: tuple[int, ...] = (401,),
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = (10.0, 120.0),
         sleep: Callable[[float], None] = time.sleep,
@@ -95,6 +97,7 @@ class HttpClient:
         self._headers = headers or (lambda: {})
         self._token_source = token_source
         self._bearer_header = bearer_header
+        self._refresh_on = refresh_on
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self._sleep = sleep
@@ -153,9 +156,9 @@ class HttpClient:
             if status in ok:
                 self._follow_rate_header(response, bucket)
                 return response
-            if status == 401 and token is not None and not refreshed:
+            if status in self._refresh_on and token is not None and not refreshed:
                 # An access token can die before its announced expiry: refresh once.
-                LOGGER.info("%s: 401, refreshing the access token once", operation)
+                LOGGER.info("%s: HTTP %d, refreshing the access token once", operation, status)
                 assert self._token_source is not None
                 self._token_source.invalidate(token)
                 refreshed = True

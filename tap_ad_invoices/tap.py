@@ -134,7 +134,7 @@ def check_config(config: dict[str, Any]) -> None:
     for value in config.values():
         if isinstance(value, dict):
             for name, secret in value.items():
-                if "secret" in name or "token" in name:
+                if name.endswith(("secret", "_token")):  # not token_uri / token_url
                     register_secret(secret)
     schema = TapAdInvoices.config_jsonschema
     errors = sorted(Draft7Validator(schema).iter_errors(config), key=lambda e: list(e.path))

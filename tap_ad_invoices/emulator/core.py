@@ -100,6 +100,7 @@ class Emulator:
         self.signing_key = secrets.token_bytes(16)
         self.access_tokens: dict[str, tuple[str, float]] = {}  # token -> (client_id, expiry)
         self.requests_seen: list[tuple[str, str, dict[str, str]]] = []
+        self.requested_port = port  # 0: any free port (tests); fixed: the CLI's
         self._server = ThreadingHTTPServer((LOOPBACK, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -331,6 +332,9 @@ class Emulator:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes: without this every loopback call
+            # waits ~40 ms for a delayed ACK.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
