@@ -95,7 +95,8 @@ class InvoicesStream(Stream):
         if not self._schema_written:
             self._write_schema_message()
             self._schema_written = True
-        self._write_record_message(row)
+        # Every row has every field; what a platform cannot supply is null.
+        self._write_record_message({key: row.get(key) for key in self.schema["properties"]})
         self.emitted += 1
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:

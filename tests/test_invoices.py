@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,57 @@ def test_deselecting_invoices_emits_only_the_source(emulator, ads_config, tmp_pa
     assert run.returncode == 0, run.stderr
     assert set(run.records) == {ADS}
     assert len({r["account_id"] for r in run.records[ADS]}) == len(ACCOUNTS)
+
+
+def test_every_platform_maps_exactly_in_one_run(emulator, emulator_config, tmp_path):
+    config = {**emulator_config, "documents": {"destination": str(tmp_path / "pdfs")}}
+    config["amazon_ads"]["poll_interval_seconds"] = 0
+    config["google_ads"]["download_pdfs"] = True
+    run = run_tap(config, tmp_path / "run")
+    assert run.returncode == 0, run.stderr
+    rows = run.records["invoices"]
+    keys = [tuple(r[k] for k in PK) for r in rows]
+    assert len(keys) == len(set(keys))
+    by_platform: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_platform.setdefault(row["platform"], {})[row["invoice_number"]] = row
+
+    # Google Ads: amounts are micros / 10^6, exactly; credit memos negative; no status.
+    google = emulator.sources["google_ads"].truth()
+    served = {
+        i["id"]: i
+        for i in google["invoices"]
+        if any(s.split("/")[1] in google["serving_customers"] for s in i["_setups"])
+    }
+    assert set(by_platform["google_ads"]) == set(served)
+    for number, row in by_platform["google_ads"].items():
+        invoice = served[number]
+        credit = invoice["type"] == "CREDIT_MEMO"
+        for field in ("subtotal", "tax", "total"):
+            micros = invoice[f"{field}_amount_micros"]
+            expected = Decimal(micros) / 1_000_000
+            assert row[f"{field}_amount"] == (-abs(expected) if credit else expected), field
+        assert row["document_kind"] == ("credit_memo" if credit else "invoice")
+        assert row["issue_date"] == invoice["issue_date"]
+        assert row["due_date"] == invoice["due_date"]
+        assert row["service_start_date"] == invoice["service_date_range"]["start_date"]
+        assert row["service_end_date"] == invoice["service_date_range"]["end_date"]
+        assert row["currency"] == invoice["currency_code"]
+        assert row["account_id"] == invoice["payments_account_id"]
+        assert row["status"] is None
+        assert row["document_sha256"] == google["pdf_sha256"][number]
+
+    # Amazon Business: one row per delivered PDF; amounts live on transactions.
+    business = emulator.sources["amazon_business"].truth()["documents"]
+    assert set(by_platform["amazon_business"]) == {d["invoice_number"] for d in business}
+    for document in business:
+        row = by_platform["amazon_business"][document["invoice_number"]]
+        credit = document["document_type"] == "Credits"
+        assert row["document_kind"] == ("credit_memo" if credit else "invoice")
+        assert row["document_sha256"] == document["sha256"]
+        assert row["document_uri"].startswith(str(tmp_path / "pdfs"))
+        assert row["total_amount"] is None
+
+    # Amazon Ads: one row per statement row (mapped field by field in the test above).
+    assert len(by_platform["amazon_ads"]) == len(run.records[ADS])
+    assert len(rows) == sum(len(v) for v in by_platform.values())
