@@ -24,14 +24,19 @@ PY
 "$MELTANO" run --no-install tap-ad-invoices target-csv
 
 echo
-echo "What landed (target-csv appends, so rows from earlier demo runs stay):"
+echo "What landed (one CSV file per stream and run; earlier runs' files stay):"
 .venv/bin/python - <<'PY'
 import csv, pathlib
+from collections import defaultdict
 csv.field_size_limit(1 << 30)
+runs = defaultdict(list)
 for path in sorted(pathlib.Path("output").glob("*.csv")):
-    with path.open(newline="", encoding="utf-8") as handle:
+    runs[path.stem.rsplit("-", 1)[0]].append(path)
+for stream, paths in sorted(runs.items()):
+    with paths[-1].open(newline="", encoding="utf-8") as handle:
         rows = sum(1 for _ in csv.DictReader(handle))
-    print(f"  {path.stem:40} {rows:6} rows   {path}")
+    earlier = f"  ({len(paths) - 1} earlier run file(s))" if len(paths) > 1 else ""
+    print(f"  {stream:36} {rows:6} rows this run   {paths[-1]}{earlier}")
 docs = sorted(p for p in pathlib.Path("output/documents").rglob("*.pdf")) if pathlib.Path("output/documents").exists() else []
 if docs:
     print(f"  {'invoice PDFs':40} {len(docs):6} files  output/documents/")
