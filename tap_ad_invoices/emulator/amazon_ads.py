@@ -425,17 +425,8 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
 
     @emulator.route("GET", "/s3/billing-statements/(?P<id>[^/]+)/[^/]+", "ads.statements.download")
     def download(request: Request) -> Response:
-        if "authorization" in request.headers:
-            return Response(
-                400,
-                b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
-                b"mechanism allowed</Message></Error>",
-            )
-        if not emulator.presigned_ok(request):
-            return Response(
-                403,
-                b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
-            )
+        if (refused := emulator.refuse_presigned(request)) is not None:
+            return refused
         assert request.match is not None
         statement = ads.statements[request.match["id"]]
         body = render_csv(ads.statement_rows(statement))

@@ -636,17 +636,8 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("GET", f"{DOWNLOAD_PREFIX}/(?P<id>[^/]+)", ROUTE_DOWNLOAD)
     def download(request: Request) -> Response:
-        if "x-amz-access-token" in request.headers or "authorization" in request.headers:
-            return Response(
-                400,
-                b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
-                b"mechanism allowed</Message></Error>",
-            )
-        if not emulator.presigned_ok(request):
-            return Response(
-                403,
-                b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
-            )
+        if (refused := emulator.refuse_presigned(request)) is not None:
+            return refused
         assert request.match is not None
         document_id = request.match["id"]
         report = next(r for r in ab.reports.values() if r.report_document_id == document_id)

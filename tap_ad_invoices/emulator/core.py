@@ -279,6 +279,21 @@ class Emulator:
             f"&X-Amz-Date={expires}&X-Amz-Signature={signature.hexdigest()}"
         )
 
+    def refuse_presigned(self, request: Request) -> Response | None:
+        """S3's answer to a presigned download that must fail, or None when it is fine."""
+        if "authorization" in request.headers or "x-amz-access-token" in request.headers:
+            return Response(
+                400,
+                b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
+                b"mechanism allowed</Message></Error>",
+            )
+        if not self.presigned_ok(request):
+            return Response(
+                403,
+                b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            )
+        return None
+
     def presigned_ok(self, request: Request) -> bool:
         expires = request.param("X-Amz-Date") or "0"
         given = request.param("X-Amz-Signature") or ""

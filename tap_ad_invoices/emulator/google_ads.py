@@ -62,20 +62,8 @@ REFRESH_TOKEN = "1//emulator-google-refresh-token-0b7c"
 DEVELOPER_TOKEN = "emulator-dev-token-3a9f"
 MANAGER_ID = "1234567890"
 
-MONTHS = [
-    "JANUARY",
-    "FEBRUARY",
-    "MARCH",
-    "APRIL",
-    "MAY",
-    "JUNE",
-    "JULY",
-    "AUGUST",
-    "SEPTEMBER",
-    "OCTOBER",
-    "NOVEMBER",
-    "DECEMBER",
-]
+# JANUARY..DECEMBER, from the API's own enum (UNSPECIFIED and UNKNOWN come first).
+MONTHS = [m.name for m in MonthOfYearEnum.MonthOfYear if m.value >= 2]
 MONTH_VALUES = {getattr(MonthOfYearEnum.MonthOfYear, name) for name in MONTHS}
 FIRST_MONTH = dt.date(2025, 1, 1)
 LAST_MONTH = dt.date(2026, 10, 1)
