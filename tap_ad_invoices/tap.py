@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from jsonschema import Draft7Validator
@@ -83,6 +85,7 @@ class TapAdInvoices(Tap):
 
     # -- configuration ------------------------------------------------------------
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        coerce_numbers(self._config, self.config_jsonschema)
         try:
             check_config(dict(self.config))
         except ConfigError as exc:
@@ -127,6 +130,19 @@ class TapAdInvoices(Tap):
         except AuthorizationExpired as exc:
             cls.logger.error("Authorization error: %s", exc)
             sys.exit(1)
+
+
+def coerce_numbers(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Numbers that arrive as text (Meltano passes settings from .env as strings)."""
+    for name, prop in (schema.get("properties") or {}).items():
+        value = config.get(name)
+        types = prop.get("type") or []
+        if isinstance(value, dict):
+            coerce_numbers(value, prop)
+        elif isinstance(value, str) and ("number" in types or "integer" in types):
+            with contextlib.suppress(InvalidOperation):
+                number = Decimal(value.strip())
+                config[name] = int(number) if number == number.to_integral_value() else number
 
 
 def check_config(config: dict[str, Any]) -> None:

@@ -255,3 +255,25 @@ def test_job_runner_restarts_a_lost_job_once():
     jobs = list(runner.run([("a", "expired-id")]))
     assert started == ["a"]
     assert jobs[0].update.status is JobStatus.DONE
+
+
+def test_numbers_given_as_text_are_read_as_numbers():
+    """Meltano passes settings from .env as strings; 0.5 must stay exact, 30 an integer."""
+    from tap_ad_invoices.tap import TapAdInvoices
+
+    tap = TapAdInvoices(
+        config={
+            "start_date": "2025-01-01",
+            "amazon_ads": {
+                "client_id": "c",
+                "client_secret": "s" * 8,
+                "refresh_token": "r" * 8,
+                "poll_interval_seconds": "0.5",
+                "lookback_days": "30",
+            },
+        },
+        validate_config=True,
+    )
+    section = tap.config["amazon_ads"]
+    assert section["poll_interval_seconds"] == Decimal("0.5")
+    assert section["lookback_days"] == 30 and isinstance(section["lookback_days"], int)

@@ -340,7 +340,9 @@ class Emulator:
             source = self.sources.get(request.match["source"])
             if source is None:
                 return json_response(404, {})
-            return json_response(200, source.mutate(request.json()))
+            return json_response(
+                200, json.loads(json.dumps(source.mutate(request.json()), default=str))
+            )
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
@@ -367,13 +369,14 @@ class Emulator:
                 )
                 try:
                     response = emulator.dispatch(request)
+                    payload = response.payload()
                 except Exception as exc:  # a bug in the emulator must look like a 500
                     response = json_response(500, {"code": "EmulatorError", "details": repr(exc)})
+                    payload = response.payload()
                 if response.drop:
                     self.close_connection = True
                     self.connection.close()
                     return
-                payload = response.payload()
                 self.send_response(response.status)
                 for name, value in response.headers.items():
                     self.send_header(name, value)

@@ -63,7 +63,7 @@ DEVELOPER_TOKEN = "emulator-dev-token-3a9f"
 MANAGER_ID = "1234567890"
 
 # JANUARY..DECEMBER, from the API's own enum (UNSPECIFIED and UNKNOWN come first).
-MONTHS = [m.name for m in MonthOfYearEnum.MonthOfYear if m.value >= 2]
+MONTHS = [m.name for m in MonthOfYearEnum.MonthOfYear if m.value >= 2]  # type: ignore[attr-defined]
 MONTH_VALUES = {getattr(MonthOfYearEnum.MonthOfYear, name) for name in MONTHS}
 FIRST_MONTH = dt.date(2025, 1, 1)
 LAST_MONTH = dt.date(2026, 10, 1)

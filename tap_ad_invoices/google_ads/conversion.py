@@ -97,6 +97,8 @@ def _field_type(field: FieldDescriptor) -> Any:
         return th.BooleanType
     if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return th.NumberType
+    if field.name.endswith("_date"):  # the API's dates are YYYY-MM-DD strings
+        return th.DateType
     return th.StringType
 
 
