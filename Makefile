@@ -5,6 +5,9 @@ MELTANO_VENV := .venv-meltano
 MELTANO_VERSION := 4.4.1
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Meltano installs plugins with uv, which otherwise trusts only its bundled CA list;
+# behind a TLS-inspecting proxy (as on CI machines) the platform's store is needed.
+export UV_SYSTEM_CERTS := true
 
 .PHONY: demo test lint venv meltano clean
 
