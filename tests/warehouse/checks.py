@@ -146,3 +146,9 @@ def assert_matches_truth(
                 problems.append(f"{key} {column}: stored {row.get(column)!r}, truth {value!r}")
     assert not problems, f"{stream}: {len(problems)} problem(s):\n" + "\n".join(problems[:25])
     return count
+
+
+def accepted_calls(counters: dict[str, int], route: str) -> int:
+    """Calls of `route` the emulator served: a call it throttled (429) is retried and
+    would otherwise count twice, and throttling depends on timing."""
+    return counters.get(route, 0) - counters.get(f"{route}.throttled", 0)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.warehouse.checks import (
+    accepted_calls,
     assert_matches_truth,
     snapshot_differences,
     warehouse_snapshot,
@@ -207,5 +208,5 @@ def test_killed_while_amazon_business_reports_are_pending(reference: Reference) 
     control.reset_counters()
     assert_recovered(pipeline, reference)
     # The pending reports were polled again, not requested again.
-    created = control.counters().get("ab.reports.create", 0)
-    assert created == reference.counters["ab.reports.create"] - len(pending)
+    created = accepted_calls(control.counters(), "ab.reports.create")
+    assert created == accepted_calls(reference.counters, "ab.reports.create") - len(pending)
