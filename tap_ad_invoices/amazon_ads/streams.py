@@ -23,6 +23,7 @@ from singer_sdk import typing as th
 from tap_ad_invoices.amazon_ads.client import AmazonAdsClient, StatementRequest
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
 from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record, to_invoice
+from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.csvstream import iter_csv_dicts
 from tap_ad_invoices.errors import ApiError
 from tap_ad_invoices.invoices import FeedsInvoices
@@ -86,7 +87,7 @@ SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-class BillingStatementsStream(FeedsInvoices):
+class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
     name = STREAM
     primary_keys = ("account_id", "invoice_key")
     replication_key = None
@@ -105,11 +106,6 @@ class BillingStatementsStream(FeedsInvoices):
         accounts = self.stream_state.setdefault("accounts", {})
         return accounts.setdefault(account_id, {"synced_through": None, "pending": []})
 
-    def _checkpoint(self) -> None:
-        """Emit STATE now: only ever after the records it covers were yielded."""
-        self.state_manager.is_flushed = False
-        self._write_state_message()
-
     def _remember_pending(self, job: Job[StatementRequest]) -> None:
         request = job.spec
         self._account_state(request.account_id)["pending"].append(
@@ -119,7 +115,7 @@ class BillingStatementsStream(FeedsInvoices):
                 "billing_statement_id": job.job_id,
             }
         )
-        self._checkpoint()
+        self.checkpoint()
 
     def _forget_pending(self, request: StatementRequest) -> None:
         state = self._account_state(request.account_id)
@@ -200,7 +196,7 @@ class BillingStatementsStream(FeedsInvoices):
                 [w for w, _ in plans[request.account_id]],
                 done[request.account_id],
             )
-            self._checkpoint()
+            self.checkpoint()
         if still_running:
             self.logger.warning(
                 "Amazon Ads: %d statement(s) still IN_PROGRESS after amazon_ads.max_wait_seconds="

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk import Stream
 from singer_sdk import typing as th
 
+from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import DocumentSettings, DocumentStore
 from tap_ad_invoices.errors import ApiError
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, FeedsInvoices
@@ -167,7 +168,7 @@ class TransactionsStream(AmazonBusinessStream):
             yield transaction_record(txn)
 
 
-class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices):
+class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingStream):
     """One record per invoice / credit memo PDF (and per CANCELLED or FATAL report)."""
 
     name = "amazon_business_invoice_documents"
@@ -220,11 +221,6 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices):
     @cached_property
     def document_settings(self) -> DocumentSettings:
         return DocumentSettings.from_config(self.config)
-
-    def checkpoint(self) -> None:
-        """Emit STATE now (pending report ids, delivered documents), not at stream end."""
-        self.state_manager.is_flushed = False
-        self._write_state_message()
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         settings = self.settings
