@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+import requests
+import urllib3
 
 from tap_ad_invoices.errors import ConfigError
+from tap_ad_invoices.http import HttpClient
 from tap_ad_invoices.settings import check_int
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -69,6 +72,36 @@ def read_bounded(chunks: Iterable[bytes], max_bytes: int, what: str) -> bytes:
         if len(buffer) > max_bytes:
             raise DocumentError(f"{what} is larger than documents.max_bytes ({max_bytes} bytes)")
     return bytes(buffer)
+
+
+def fetch_bounded(
+    http: HttpClient, url: str, *, max_bytes: int, what: str, authenticated: bool
+) -> bytes:
+    """A document's raw bytes, in memory, refused past `max_bytes` before it fills memory.
+
+    No transparent decompression: `unwrap_pdf` sniffs the bytes, so a body that S3
+    serves with Content-Encoding: gzip is never inflated twice.
+    """
+    response = http.request(
+        "GET",
+        url,
+        operation=f"download {what}",
+        authenticated=authenticated,
+        stream=True,
+        headers={"Accept-Encoding": "identity"},
+    )
+    with response:
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > max_bytes:
+            raise DocumentError(
+                f"{what} is {length} bytes, larger than documents.max_bytes ({max_bytes})"
+            )
+        try:
+            return read_bounded(response.raw.stream(1 << 16, decode_content=False), max_bytes, what)
+        except urllib3.exceptions.HTTPError as exc:
+            # As requests reports it (an OSError), like any other I/O error of a download.
+            message = f"{what}: body cut off ({exc})"
+            raise requests.exceptions.ChunkedEncodingError(message) from None
 
 
 def _inflate_bounded(stream: io.BufferedIOBase | gzip.GzipFile, max_bytes: int, what: str) -> bytes:

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tap_ad_invoices.documents import read_bounded
+from tap_ad_invoices.documents import fetch_bounded
 from tap_ad_invoices.http import HttpClient, RetryPolicy
 from tap_ad_invoices.lwa import LoginWithAmazon
 from tap_ad_invoices.ratelimit import TokenBucket
@@ -149,13 +149,7 @@ class AmazonBusinessClient:
         No Amazon auth header and no transparent decompression (authenticated=False);
         an expired link raises ApiError with status 403.
         """
-        response = self.http.request(
-            "GET", url, operation="downloadReportDocument", authenticated=False, stream=True
-        )
-        try:
-            return read_bounded(response.iter_content(1 << 16), max_bytes, what)
-        finally:
-            response.close()
+        return fetch_bounded(self.http, url, max_bytes=max_bytes, what=what, authenticated=False)
 
     def rate(self, operation: str) -> float:
         return self.buckets[operation].rate

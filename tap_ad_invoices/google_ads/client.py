@@ -27,7 +27,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2.credentials import Credentials
 
-from tap_ad_invoices.documents import DocumentError, read_bounded
+from tap_ad_invoices.documents import fetch_bounded
 from tap_ad_invoices.errors import AuthorizationExpired
 from tap_ad_invoices.google_ads.config import KEY, GoogleAdsSettings
 from tap_ad_invoices.http import HttpClient, RetryPolicy
@@ -310,20 +310,7 @@ class GoogleAdsApi:
 
     def download_pdf(self, url: str, max_bytes: int, what: str) -> bytes:
         """The invoice PDF, fetched with the OAuth bearer token, never more than max_bytes."""
-        response = self.pdf_http.request(
-            "GET",
-            url,
-            operation=f"download {what}",
-            stream=True,
-            headers={"Accept-Encoding": "identity"},
-        )
-        with response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise DocumentError(
-                    f"{what} is {length} bytes, larger than documents.max_bytes ({max_bytes})"
-                )
-            return read_bounded(response.iter_content(1 << 16), max_bytes, what)
+        return fetch_bounded(self.pdf_http, url, max_bytes=max_bytes, what=what, authenticated=True)
 
 
 def _first_line(exc: BaseException) -> str:
