@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from tap_ad_invoices.documents import StoredDocument
-from tap_ad_invoices.money import parse_amount
+from tap_ad_invoices.money import parse_plain_decimal
 
 # invoiceType (invoice details) -> documentType (createReport reportOptions).
 DOCUMENT_TYPE_BY_INVOICE_TYPE = {"STANDARD": "Invoice", "CREDIT_MEMO": "Credits"}
@@ -37,11 +37,8 @@ LINE_ITEM_MONEY = (
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, Decimal)):
-        return Decimal(value)
-    return parse_amount(str(value))
+    # Money.amount is a machine-written decimal string: never the report grammar.
+    return parse_plain_decimal(value)
 
 
 def money(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
