@@ -2,7 +2,8 @@
 
 Handles what real report downloads contain: a gzip wrapper (sniffed from the
 bytes, not trusted from headers), UTF-8 with or without BOM, CRLF, quoted
-fields holding commas and newlines, and blank lines.
+fields holding commas and newlines, and blank lines. Refuses what would lose
+or shift a row (`MalformedCsv`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import gzip
 import io
 import itertools
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -53,23 +55,49 @@ def open_maybe_gzip(chunks: Iterable[bytes]) -> BinaryIO:
     return buffered
 
 
-def iter_csv_dicts(chunks: Iterable[bytes]) -> Iterator[tuple[list[str], list[str]]]:
-    """Yield (header, row) for each non-blank data row; header is the first non-blank row.
+class MalformedCsv(ValueError):
+    """The file is not a well-formed CSV: rows would be lost or misread. Names the row."""
 
-    Rows shorter than the header are padded with ""; longer rows keep their
-    extra cells under generated names, so nothing is dropped.
+
+@dataclass(frozen=True)
+class CsvRow:
+    number: int  # 1 = the first data row after the header
+    line: int  # physical line where the row ends (quoted newlines count)
+    header: list[str]
+    cells: list[str]
+
+
+def iter_csv_rows(chunks: Iterable[bytes]) -> Iterator[CsvRow]:
+    """Yield each non-blank data row; the header is the first non-blank row.
+
+    Strict, because every row must be accounted for: an unclosed quote, a row
+    with more or fewer cells than the header, or a cell past the csv module's
+    field limit raise `MalformedCsv` naming the row — never a padded or
+    swallowed row.
     """
     text = io.TextIOWrapper(open_maybe_gzip(chunks), encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
+    reader = csv.reader(text, strict=True)
     header: list[str] | None = None
-    for cells in reader:
+    number = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise MalformedCsv(
+                f"row {number + 1} (line {reader.line_num}): {exc} "
+                "(an unclosed quote, or a cell over the size limit)"
+            ) from None
         if not cells or all(not c.strip() for c in cells):
             continue
         if header is None:
             header = [c.strip() for c in cells]
             continue
-        if len(cells) < len(header):
-            cells = cells + [""] * (len(header) - len(cells))
-        elif len(cells) > len(header):
-            header = header + [f"column_{i + 1}" for i in range(len(header), len(cells))]
-        yield header, cells
+        number += 1
+        if len(cells) != len(header):
+            raise MalformedCsv(
+                f"row {number} (line {reader.line_num}): {len(cells)} cell(s), "
+                f"the header has {len(header)}"
+            )
+        yield CsvRow(number, reader.line_num, header, cells)

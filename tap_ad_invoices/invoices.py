@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 STREAM = "invoices"
 INVOICE, CREDIT_MEMO = "invoice", "credit_memo"
+# amount_status when a source says nothing: its API gave the total, or gave none.
+AS_REPORTED, NOT_SUPPLIED = "as_reported", "missing: the platform supplies no amount here"
 
 SCHEMA = th.PropertiesList(
     th.Property(
@@ -46,6 +48,12 @@ SCHEMA = th.PropertiesList(
     th.Property("subtotal_amount", th.NumberType, description="Exact; negative for credit memos."),
     th.Property("tax_amount", th.NumberType, description="Exact; negative for credit memos."),
     th.Property("total_amount", th.NumberType, description="Exact; negative for credit memos."),
+    th.Property(
+        "amount_status",
+        th.StringType,
+        description="How total_amount was obtained: as_reported; derived (an exact sum of "
+        "the source's own columns); or 'missing: <why>' with the total null, never guessed.",
+    ),
     th.Property("status", th.StringType, description="paid, unpaid, partially_paid, … or null."),
     th.Property("purchase_order", th.StringType),
     th.Property("document_uri", th.StringType),
@@ -96,6 +104,10 @@ class InvoicesStream(Stream):
             self._write_schema_message()
             self._schema_written = True
         # Every row has every field; what a platform cannot supply is null.
+        if row.get("amount_status") is None:
+            row["amount_status"] = (
+                AS_REPORTED if row.get("total_amount") is not None else NOT_SUPPLIED
+            )
         self._write_record_message({key: row.get(key) for key in self.schema["properties"]})
         self.emitted += 1
 

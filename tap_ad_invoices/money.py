@@ -58,7 +58,7 @@ def parse_plain_decimal(value: Any) -> Decimal | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise AmountError(f"not an exact amount: {value!r} (a {type(value).__name__})")
     if isinstance(value, int):
         return Decimal(value)

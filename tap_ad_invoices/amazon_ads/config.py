@@ -9,8 +9,10 @@ from typing import Any
 
 from singer_sdk import typing as th
 
+from tap_ad_invoices.amazon_ads.columns import TYPED_FIELDS
 from tap_ad_invoices.errors import ConfigError
 from tap_ad_invoices.lwa import LWA_TOKEN_URLS
+from tap_ad_invoices.money import SUPPORTED_LOCALES
 from tap_ad_invoices.settings import check_choice, check_int, check_number, require
 
 PREFIX = "amazon_ads"
@@ -93,7 +95,17 @@ CONFIG_PROPERTY = th.Property(
             "locale",
             th.StringType,
             default="en_US",
-            description="Locale of the statement (column names, number format).",
+            description="Locale of the statement (column names, number format): one of "
+            + ", ".join(SUPPORTED_LOCALES)
+            + ".",
+        ),
+        th.Property(
+            "column_map",
+            th.ObjectType(additional_properties=th.StringType),
+            description="Statement header -> typed field, applied before the built-in "
+            'recognition rules (e.g. {"Rechnungsbetrag": "total_amount"}). Fields: '
+            + ", ".join(TYPED_FIELDS)
+            + ".",
         ),
         th.Property(
             "country_codes",
@@ -156,6 +168,7 @@ class AmazonAdsSettings:
     region: str
     account_ids: tuple[str, ...]
     locale: str
+    column_map: Mapping[str, str]
     country_codes: tuple[str, ...]
     lookback_days: int
     window_days: int
@@ -175,6 +188,7 @@ class AmazonAdsSettings:
             region=region,
             account_ids=tuple(section.get("account_ids") or ()),
             locale=section.get("locale") or "en_US",
+            column_map=dict(section.get("column_map") or {}),
             country_codes=tuple(section.get("country_codes") or ()),
             lookback_days=int(section.get("lookback_days", 90)),
             window_days=int(section.get("window_days", 90)),
@@ -194,6 +208,13 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"{PREFIX}.account_ids",
                 f"{account_id!r} is not a global account id (amzn1.ads-account.g.…)",
+            )
+    check_choice(PREFIX, "locale", section.get("locale") or "en_US", SUPPORTED_LOCALES)
+    for header, field in (section.get("column_map") or {}).items():
+        if field not in TYPED_FIELDS:
+            raise ConfigError(
+                f"{PREFIX}.column_map",
+                f"{header!r} maps to unknown field {field!r}; fields: {', '.join(TYPED_FIELDS)}",
             )
     for code in section.get("country_codes") or []:
         if code not in COUNTRY_CODES:

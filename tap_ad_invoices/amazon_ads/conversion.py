@@ -1,9 +1,13 @@
 """Billing statement CSV rows -> records.
 
 Amazon does not publish the statement's column names, so every column is kept
-under its original header (`columns`), and the columns we recognise by name
-(after snake_casing) also fill typed fields. A column Amazon adds later lands
-in `columns` without any code change.
+under its original header (`columns`), and the columns recognised by meaning
+(`columns.py`) also fill typed fields. A column Amazon adds later lands in
+`columns` without any code change.
+
+Amounts are read with the statement locale's grammar and the row's currency
+(`money.AmountGrammar`); a cell that is not an exact amount fails the statement
+(`RowError`, naming the row and column), never a guessed number.
 """
 
 from __future__ import annotations
@@ -11,67 +15,44 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from tap_ad_invoices.amazon_ads.columns import (
+    AMOUNT_FIELDS,
+    DATE_FIELDS,
+    TEXT_FIELDS,
+    ColumnMapping,
+    map_columns,
+)
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, signed, status_name
-from tap_ad_invoices.money import COMMA_DECIMAL_LOCALES, parse_amount
+from tap_ad_invoices.money import AmountError, AmountGrammar
 
 LOGGER = logging.getLogger("tap_ad_invoices.amazon_ads")
 
-# typed field -> snake_cased headers that mean it (first match wins)
-TEXT_FIELDS: dict[str, tuple[str, ...]] = {
-    "invoice_number": ("invoice_number", "invoice_id", "invoice_no", "invoice"),
-    "invoice_status": ("invoice_status", "status", "payment_status"),
-    "document_type": ("document_type", "invoice_type", "type"),
-    "country_code": ("country", "country_code", "marketplace"),
-    "currency": ("currency", "currency_code", "invoice_currency"),
-    "purchase_order": ("purchase_order", "purchase_order_number", "po_number", "po"),
-    "advertiser_name": ("advertiser_name", "advertiser", "account_name"),
-    "payment_method": ("payment_method",),
-}
-DATE_FIELDS: dict[str, tuple[str, ...]] = {
-    "invoice_date": ("invoice_date", "issue_date", "invoice_issue_date"),
-    "due_date": ("due_date", "payment_due_date"),
-    "service_start_date": (
-        "billing_period_start",
-        "service_start_date",
-        "from_date",
-        "period_start",
-    ),
-    "service_end_date": ("billing_period_end", "service_end_date", "to_date", "period_end"),
-}
-AMOUNT_FIELDS: dict[str, tuple[str, ...]] = {
-    "billable_amount": ("billable_amount", "amount", "subtotal", "net_amount"),
-    "tax_amount": ("tax_amount", "tax", "taxes"),
-    "total_amount": ("total_amount", "total", "invoice_amount", "gross_amount"),
-    "amount_paid": ("amount_paid", "paid_amount"),
-    "remaining_amount": ("remaining_amount", "amount_due", "balance_due", "outstanding_amount"),
-}
+# amount_status values (also in `invoices`): how the total of a row was obtained.
+AS_REPORTED = "as_reported"
+DERIVED = "derived"  # total = billable + tax, or billable = total - tax: exact sums
+NO_TOTAL_COLUMN = "missing: no column maps to total_amount"
+EMPTY_TOTAL = "missing: the total cell is empty"
 
 
-def snake_case(header: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "_", header.strip().lower()).strip("_")
+class RowError(ValueError):
+    """A cell of a statement row that cannot be read exactly. Fails the statement."""
 
 
 class StatementColumns:
     """Which CSV column feeds which typed field, decided once per statement header."""
 
-    def __init__(self, header: list[str], locale: str) -> None:
+    def __init__(
+        self, header: list[str], locale: str, column_map: Mapping[str, str] | None = None
+    ) -> None:
         self.header = header
-        self.decimal_comma = locale in COMMA_DECIMAL_LOCALES
+        self.mapping: ColumnMapping = map_columns(header, column_map)
+        self.positions = self.mapping.positions
+        self.grammar = AmountGrammar.for_locale(locale)
         self.us_dates = locale.endswith("_US")
-        normalized = [snake_case(h) for h in header]
-        self.positions: dict[str, int] = {}
-        for table in (TEXT_FIELDS, DATE_FIELDS, AMOUNT_FIELDS):
-            for field, names in table.items():
-                for name in names:
-                    if name in normalized:
-                        self.positions[field] = normalized.index(name)
-                        break
-        self.unrecognised = [h for i, h in enumerate(header) if i not in self.positions.values()]
         self._warned: set[str] = set()
 
     def cell(self, cells: list[str], field: str) -> str | None:
@@ -93,14 +74,14 @@ class StatementColumns:
         self._warn_once(field, f"unparseable date {text!r} in column {field}; kept in columns")
         return None
 
-    def parse_amount(self, text: str | None, field: str) -> Decimal | None:
+    def parse_amount(
+        self, text: str | None, field: str, currency: str | None, row_number: int
+    ) -> Decimal | None:
         try:
-            return parse_amount(text, decimal_comma=self.decimal_comma)
-        except ValueError:
-            self._warn_once(
-                field, f"unparseable amount {text!r} in column {field}; kept in columns"
-            )
-            return None
+            return self.grammar.parse(text, currency)
+        except AmountError as exc:
+            column = self.header[self.positions[field]]
+            raise RowError(f"row {row_number}, column {column!r} ({field}): {exc}") from None
 
     def _warn_once(self, field: str, message: str) -> None:
         if field not in self._warned:
@@ -115,6 +96,7 @@ def row_to_record(
     account_id: str,
     statement_start: dt.date,
     statement_end: dt.date,
+    row_number: int = 0,
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "account_id": account_id,
@@ -126,10 +108,32 @@ def row_to_record(
         record[field] = columns.cell(cells, field)
     for field in DATE_FIELDS:
         record[field] = columns.parse_date(columns.cell(cells, field), field)
+    currency = record["currency"]
     for field in AMOUNT_FIELDS:
-        record[field] = columns.parse_amount(columns.cell(cells, field), field)
+        record[field] = columns.parse_amount(
+            columns.cell(cells, field), field, currency, row_number
+        )
+    record["amount_status"] = complete_amounts(record, columns.mapping)
     record["invoice_key"] = invoice_key(record, columns.header, cells)
     return record
+
+
+def complete_amounts(record: dict[str, Any], mapping: ColumnMapping) -> str:
+    """Fill a missing total or billable amount only where the sum is exact; say how."""
+    total, billable, tax = (
+        record.get("total_amount"),
+        record.get("billable_amount"),
+        record.get("tax_amount"),
+    )
+    if total is not None:
+        if billable is None and tax is not None:
+            record["billable_amount"] = total - tax
+            return DERIVED
+        return AS_REPORTED
+    if billable is not None and tax is not None:
+        record["total_amount"] = billable + tax
+        return DERIVED
+    return EMPTY_TOTAL if "total_amount" in mapping.positions else NO_TOTAL_COLUMN
 
 
 def invoice_key(record: Mapping[str, Any], header: list[str], cells: list[str]) -> str:
@@ -156,7 +160,9 @@ def to_invoice(record: Mapping[str, Any]) -> dict[str, Any]:
         "platform": "amazon_ads",
         "account_id": record["account_id"],
         "account_name": record.get("advertiser_name"),
-        "invoice_number": record.get("invoice_number") or record["invoice_key"],
+        # The source stream's key: an invoice number on several rows of one statement
+        # is N, N#2, … in both tables, so each row is counted exactly once.
+        "invoice_number": record["invoice_key"],
         "document_kind": kind,
         "issue_date": record.get("invoice_date"),
         "due_date": record.get("due_date"),
@@ -166,6 +172,7 @@ def to_invoice(record: Mapping[str, Any]) -> dict[str, Any]:
         "subtotal_amount": signed(record.get("billable_amount"), kind),
         "tax_amount": signed(record.get("tax_amount"), kind),
         "total_amount": signed(total, kind),
+        "amount_status": record.get("amount_status"),
         "status": status_name(record.get("invoice_status")),
         "purchase_order": record.get("purchase_order"),
         "document_uri": None,

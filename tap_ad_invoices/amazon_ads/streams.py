@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import time
+import zlib
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from tap_ad_invoices.amazon_ads.client import AmazonAdsClient, StatementRequest
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
 from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record, to_invoice
 from tap_ad_invoices.checkpoint import CheckpointingStream
-from tap_ad_invoices.csvstream import iter_csv_dicts
+from tap_ad_invoices.csvstream import iter_csv_rows
 from tap_ad_invoices.errors import ApiError
 from tap_ad_invoices.invoices import FeedsInvoices
 from tap_ad_invoices.jobs import AsyncJobRunner, Job, JobLost, JobStatus, JobUpdate
@@ -43,6 +44,7 @@ BROKEN_DOWNLOAD = (
     urllib3.exceptions.HTTPError,
     EOFError,
     gzip.BadGzipFile,
+    zlib.error,  # a corrupt or cut-off gzip stream
 )  # a link can expire between poll and download: ask for a fresh one
 
 SCHEMA = th.PropertiesList(
@@ -72,6 +74,11 @@ SCHEMA = th.PropertiesList(
     th.Property("total_amount", th.NumberType, description="Exact decimal."),
     th.Property("amount_paid", th.NumberType, description="Exact decimal."),
     th.Property("remaining_amount", th.NumberType, description="Exact decimal."),
+    th.Property(
+        "amount_status",
+        th.StringType,
+        description="as_reported, derived (an exact sum of two columns), or missing: why.",
+    ),
     th.Property("purchase_order", th.StringType),
     th.Property("advertiser_name", th.StringType),
     th.Property("payment_method", th.StringType),
@@ -97,6 +104,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
         super().__init__(tap)
         self.settings = settings
         self._failures = tap.failures
+        self._described: set[tuple[str, tuple[str, ...]]] = set()  # (account, header) logged
 
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         return [to_invoice(record)]
@@ -180,8 +188,9 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
                     yield from self._emit_statement(client, job, seen[request.account_id])
                     done[request.account_id].add(window)
                     self._forget_pending(request)
-                except (ApiError, OSError, ValueError) as exc:
-                    self._fail(request, f"download failed: {exc}", failed)
+                except Exception as exc:  # the statement fails alone; the others go on
+                    self.logger.debug("Amazon Ads: %s failed", request, exc_info=True)
+                    self._fail(request, f"{type(exc).__name__}: {exc}", failed)
             elif job.update.status is JobStatus.PENDING:
                 still_running += job.job_id is not None
             else:
@@ -271,21 +280,19 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
         rows = 0
         with client.open_download(link, str(request)) as raw:
             columns: StatementColumns | None = None
-            for header, cells in iter_csv_dicts(raw):
-                if columns is None or columns.header != header:
-                    columns = StatementColumns(header, self.settings.locale)
-                    if "invoice_number" not in columns.positions:
-                        self.logger.warning(
-                            "Amazon Ads: no invoice number column in %s; rows are "
-                            "keyed by their content",
-                            header,
-                        )
+            for row in iter_csv_rows(raw):
+                if columns is None or columns.header != row.header:
+                    columns = StatementColumns(
+                        row.header, self.settings.locale, self.settings.column_map
+                    )
+                    self._describe_columns(request.account_id, columns)
                 record = row_to_record(
                     columns,
-                    cells,
+                    row.cells,
                     account_id=request.account_id,
                     statement_start=request.start,
                     statement_end=request.end,
+                    row_number=row.number,
                 )
                 record["billing_statement_id"] = statement_id
                 # One invoice on several rows keeps every row: n-th repeat gets "#n".
@@ -298,3 +305,39 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
                 seen.add(record["invoice_key"])
                 yield record
         return rows
+
+    def _describe_columns(self, account_id: str, columns: StatementColumns) -> None:
+        """Once per run and account: what the statement's header could not fill."""
+        key = (account_id, tuple(columns.header))
+        if key in self._described:
+            return
+        self._described.add(key)
+        mapping = columns.mapping
+        for field, (winner, losers) in mapping.conflicts.items():
+            self.logger.info(
+                "Amazon Ads: %s: %s is read from %r, not %s (column priority, README)",
+                account_id,
+                field,
+                winner,
+                ", ".join(repr(h) for h in losers),
+            )
+        if "invoice_number" not in mapping.positions:
+            self.logger.warning(
+                "Amazon Ads: %s: no invoice number column; rows are keyed by their content",
+                account_id,
+            )
+        unmapped = ", ".join(repr(h) for h in mapping.unmapped_headers) or "none"
+        if mapping.empty_amount_fields:  # loud: amounts will be derived or missing
+            self.logger.warning(
+                "Amazon Ads: %s: money field(s) with no column: %s; column(s) mapped to no "
+                "typed field (kept under `columns`): %s. Map them with amazon_ads.column_map.",
+                account_id,
+                ", ".join(mapping.empty_amount_fields),
+                unmapped,
+            )
+        elif mapping.unmapped_headers:
+            self.logger.info(
+                "Amazon Ads: %s: column(s) mapped to no typed field (kept under `columns`): %s",
+                account_id,
+                unmapped,
+            )

@@ -16,9 +16,12 @@ import gzip
 import hashlib
 import io
 import itertools
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
+
+from babel.numbers import format_decimal
 
 from tap_ad_invoices.emulator.core import Emulator, Request, Response, json_response
 
@@ -189,40 +192,96 @@ def _invoice(
     )
 
 
-def _money(value: Decimal) -> str:
-    """As the console writes amounts: thousands separators, minus sign in front."""
-    exponent = value.as_tuple().exponent
-    return f"{value:,}" if isinstance(exponent, int) and exponent < 0 else f"{value:,.0f}"
+# Three header vocabularies, because Amazon publishes none: the tap must read each
+# of them by meaning (knob ads_statement_vocabulary; columns in HEADER's order).
+VOCABULARIES: dict[str, list[str]] = {
+    "emulator": HEADER,
+    "billed": [
+        "Invoice #",
+        "Issue Date",
+        "Payment Due Date",
+        "Payment Status",
+        "Marketplace",
+        "Currency",
+        "Service Start Date",
+        "Service End Date",
+        "Advertiser",
+        "Invoice Type",
+        "PO Number",
+        "Billed Amount",
+        "Tax",
+        "Total Amount Due",
+        "Paid Amount",
+        "Outstanding Balance",
+        "Comments",
+    ],
+    "german": [
+        "Rechnungsnummer",
+        "Rechnungsdatum",
+        "Fälligkeitsdatum",
+        "Status",
+        "Land",
+        "Währung",
+        "Leistungszeitraum Beginn",
+        "Leistungszeitraum Ende",
+        "Werbetreibender",
+        "Belegart",
+        "Bestellnummer",
+        "Nettobetrag",
+        "Steuer",
+        "Rechnungsbetrag",
+        "Bezahlt",
+        "Offener Betrag",
+        "Notizen",
+    ],
+}
 
 
-def render_csv(invoices: list[AdsInvoice]) -> bytes:
+def _money(value: Decimal, locale: str) -> str:
+    """As the console writes amounts: the locale's own separators, minus sign in front."""
+    return format_decimal(value, locale=locale, decimal_quantization=False, numbering_system="latn")
+
+
+def _date(value: dt.date, vocabulary: str) -> str:
+    return value.strftime("%d.%m.%Y") if vocabulary == "german" else value.isoformat()
+
+
+def render_csv(
+    invoices: list[AdsInvoice],
+    *,
+    locale: str = "en_US",
+    vocabulary: str = "emulator",
+    drop_columns: Iterable[str] = (),
+) -> bytes:
+    """The statement as Amazon would write it; `drop_columns` names columns of HEADER."""
+    header = VOCABULARIES[vocabulary]
+    keep = [i for i, name in enumerate(HEADER) if name not in set(drop_columns)]
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(HEADER)
+    writer.writerow([header[i] for i in keep])
     for position, inv in enumerate(invoices):
         if position == 2:
             out.write("\r\n")  # real exports carry stray blank lines
-        writer.writerow(
-            [
-                inv.invoice_number,
-                inv.invoice_date.isoformat(),
-                inv.due_date.isoformat(),
-                inv.status,
-                inv.country_code,
-                inv.currency,
-                inv.period_start.isoformat(),
-                inv.period_end.isoformat(),
-                inv.advertiser,
-                inv.document_type,
-                inv.purchase_order,
-                _money(inv.billable_amount),
-                _money(inv.tax_amount),
-                _money(inv.total_amount),
-                _money(inv.amount_paid),
-                _money(inv.remaining_amount),
-                inv.notes,
-            ]
-        )
+        row = [
+            inv.invoice_number,
+            _date(inv.invoice_date, vocabulary),
+            _date(inv.due_date, vocabulary),
+            inv.status,
+            inv.country_code,
+            inv.currency,
+            _date(inv.period_start, vocabulary),
+            _date(inv.period_end, vocabulary),
+            inv.advertiser,
+            inv.document_type,
+            inv.purchase_order,
+            _money(inv.billable_amount, locale),
+            _money(inv.tax_amount, locale),
+            _money(inv.total_amount, locale),
+            _money(inv.amount_paid, locale),
+            _money(inv.remaining_amount, locale),
+            inv.notes,
+        ]
+        writer.writerow([row[i] for i in keep])
     return "\ufeff".encode() + out.getvalue().encode("utf-8")
 
 
@@ -325,6 +384,10 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
     emulator.knobs.setdefault("ads_create_response_key", "billingStatementId")
     emulator.knobs.setdefault("ads_link_ttl_seconds", 10799)
     emulator.knobs.setdefault("ads_gzip_accounts", [ACCOUNTS[1][0]])
+    # Statement content: header vocabulary, columns left out, or a crafted file per account.
+    emulator.knobs.setdefault("ads_statement_vocabulary", "emulator")
+    emulator.knobs.setdefault("ads_statement_drop_columns", [])
+    emulator.knobs.setdefault("ads_raw_statements", {})
     known_accounts = {a[0] for a in ACCOUNTS}
 
     @emulator.route("POST", "/adsAccounts/list", "ads.accounts.list")
@@ -380,6 +443,7 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
             "countries": body.get("countryCodes") or [],
             "polls": 0,
             "n": n,
+            "locale": body["locale"],
         }
         return json_response(
             202, {emulator.knobs["ads_create_response_key"]: statement_id, "details": "SUCCESS"}
@@ -429,7 +493,17 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
             return refused
         assert request.match is not None
         statement = ads.statements[request.match["id"]]
-        body = render_csv(ads.statement_rows(statement))
+        raw = emulator.knobs["ads_raw_statements"].get(statement["account_id"])
+        body = (
+            raw.encode()
+            if raw is not None
+            else render_csv(
+                ads.statement_rows(statement),
+                locale=statement["locale"],
+                vocabulary=emulator.knobs["ads_statement_vocabulary"],
+                drop_columns=emulator.knobs["ads_statement_drop_columns"],
+            )
+        )
         if statement["account_id"] in emulator.knobs["ads_gzip_accounts"]:
             body = gzip.compress(body, mtime=0)
         return Response(200, body, {"Content-Type": "text/csv"})
