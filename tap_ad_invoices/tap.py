@@ -12,7 +12,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_ad_invoices import amazon_ads, amazon_business, google_ads
+from tap_ad_invoices import amazon_ads, amazon_business, google_ads, meta
 from tap_ad_invoices.documents import DEFAULT_MAX_BYTES, DocumentSettings
 from tap_ad_invoices.errors import AuthorizationExpired, ConfigError, FailureLedger
 from tap_ad_invoices.invoices import FeedsInvoices, InvoicesStream
@@ -21,7 +21,7 @@ from tap_ad_invoices.settings import check_int, sync_range
 from tap_ad_invoices.sources import Source
 
 SOURCES: list[Source] = [
-    s for s in (amazon_ads.SOURCE, google_ads.SOURCE, amazon_business.SOURCE) if s
+    s for s in (amazon_ads.SOURCE, google_ads.SOURCE, amazon_business.SOURCE, meta.SOURCE) if s
 ]
 
 DOCUMENTS = th.Property(

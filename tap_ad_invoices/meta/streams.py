@@ -1,0 +1,252 @@
+"""Streams meta_invoices and meta_invoice_campaigns.
+
+Per business: one business_invoices query over the issue dates from the
+bookmark (minus `lookback_months`) to the end of the run, every page; then each
+invoice's PDF and campaign lines on a pool of `max_workers` threads, emitted
+in (issue date, id) order from the main thread. State keeps, per business, the
+last issue date fully synced (`issued_through`); it moves only when every
+invoice of the business went out whole, and STATE is written after each
+business, so a killed run resumes from the last finished business.
+
+meta_invoice_campaigns is written by meta_invoices as it goes (like `invoices`),
+from the same pass: campaign lines are fetched only when it is selected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk import Stream
+
+from tap_ad_invoices.checkpoint import CheckpointingStream
+from tap_ad_invoices.documents import DocumentSettings, DocumentStore, StoredDocument, unwrap_pdf
+from tap_ad_invoices.errors import AuthorizationExpired
+from tap_ad_invoices.invoices import FeedsInvoices
+from tap_ad_invoices.meta.client import BILLING_PERIOD_REACH_MONTHS, GraphError, MetaGraph
+from tap_ad_invoices.meta.config import MetaSettings
+from tap_ad_invoices.meta.conversion import (
+    CAMPAIGN_SCHEMA,
+    INVOICE_SCHEMA,
+    campaign_records,
+    invoice_record,
+    to_invoice,
+)
+from tap_ad_invoices.settings import sync_range
+
+if TYPE_CHECKING:
+    from tap_ad_invoices.tap import TapAdInvoices
+
+INVOICES_STREAM = "meta_invoices"
+CAMPAIGNS_STREAM = "meta_invoice_campaigns"
+BOOKMARKS_KEY = "businesses"
+
+
+def add_months(month: dt.date, count: int) -> dt.date:
+    index = month.year * 12 + month.month - 1 + count
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+@dataclass
+class Pending:
+    """One converted invoice and its side calls, waiting for its turn to be emitted."""
+
+    raw: Mapping[str, Any]
+    record: dict[str, Any]
+    pdf: Future[StoredDocument] | None
+    lines: Future[list[dict[str, Any]]] | None
+
+
+class MetaInvoiceCampaignsStream(Stream):
+    """Campaign lines of each invoice, written while meta_invoices runs."""
+
+    name = CAMPAIGNS_STREAM
+    primary_keys = ("invoice_node_id", "line_number")
+    replication_key = None
+    schema = CAMPAIGN_SCHEMA
+
+    def __init__(self, tap: TapAdInvoices) -> None:
+        super().__init__(tap)
+        self._schema_written = False
+        self.emitted = 0
+
+    def emit(self, row: dict[str, Any]) -> None:
+        if not self._schema_written:
+            self._write_schema_message()
+            self._schema_written = True
+        self._write_record_message(row)
+        self.emitted += 1
+
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        # Lines are written by meta_invoices (which the SDK may sync after this one:
+        # streams run in name order); meta_invoices logs how many.
+        return iter(())
+
+
+class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
+    name = INVOICES_STREAM
+    primary_keys = ("business_id", "id")
+    replication_key = None
+    schema = INVOICE_SCHEMA
+
+    def __init__(
+        self, tap: TapAdInvoices, settings: MetaSettings, campaigns: MetaInvoiceCampaignsStream
+    ) -> None:
+        super().__init__(tap)
+        self.settings = settings
+        self.campaigns = campaigns
+        # As a child, the campaigns stream makes the SDK run this one even when deselected.
+        self.child_streams.append(campaigns)
+        self.documents = DocumentSettings.from_config(tap.config)
+        self._store = DocumentStore(self.documents)
+        self._failures = tap.failures
+
+    def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+        return [to_invoice(record)]
+
+    def _fail(self, item: str, reason: object) -> None:
+        self._failures.record(self.name, item, str(reason), self.logger)
+
+    # -- what to ask ----------------------------------------------------------------
+    def _issue_window(self, business: str, bookmarks: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
+        """[first, last] issue dates, both inclusive."""
+        start, end = sync_range(self.config)
+        first = start.date()
+        last = min(end, dt.datetime.now(dt.timezone.utc)).date()
+        synced = (bookmarks.get(business) or {}).get("issued_through")
+        if synced:
+            resume = add_months(dt.date.fromisoformat(synced), -self.settings.lookback_months)
+            first = max(first, resume)
+        return first, last
+
+    # -- sync -----------------------------------------------------------------------
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        bookmarks: dict[str, Any] = self.stream_state.setdefault(BOOKMARKS_KEY, {})
+        graph = MetaGraph(self.settings)
+        workers = int(self.config.get("max_workers") or 4)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meta") as pool:
+            for business in self.settings.business_ids:
+                yield from self._business(graph, pool, business, bookmarks)
+                self.checkpoint()  # after its records: a killed run keeps this business
+
+    def _business(
+        self,
+        graph: MetaGraph,
+        pool: ThreadPoolExecutor,
+        business: str,
+        bookmarks: dict[str, Any],
+    ) -> Iterator[dict[str, Any]]:
+        first, last = self._issue_window(business, bookmarks)
+        if first > last:
+            return
+        try:
+            raws = graph.business_invoices(
+                business,
+                first.isoformat(),
+                (last + dt.timedelta(days=1)).isoformat(),  # issue_end_date is exclusive
+                add_months(first, -BILLING_PERIOD_REACH_MONTHS).isoformat(),
+            )
+        except AuthorizationExpired:
+            raise
+        except GraphError as error:
+            if error.not_invoiced:
+                # No bookmark: if it moves to monthly invoicing, its history counts.
+                self.logger.warning(
+                    "Skipped business %s (no monthly invoicing): %s", business, error
+                )
+            else:
+                self._fail(f"business {business}", error)
+            return
+        except Exception as error:  # transport errors after retries: this business alone
+            self._fail(f"business {business}", error)
+            return
+        self.logger.info(
+            "Meta business %s: %d invoice(s) issued %s to %s", business, len(raws), first, last
+        )
+        pending, complete = self._start(graph, pool, business, raws)
+        for item in pending:
+            complete &= self._finish(item, business)
+            yield item.record
+        if self.campaigns.selected:
+            self.logger.info(
+                "Meta business %s: %d campaign line(s) so far", business, self.campaigns.emitted
+            )
+        if complete:
+            bookmarks[business] = {"issued_through": last.isoformat()}
+
+    def _start(
+        self,
+        graph: MetaGraph,
+        pool: ThreadPoolExecutor,
+        business: str,
+        raws: list[dict[str, Any]],
+    ) -> tuple[list[Pending], bool]:
+        """Convert every invoice and start its PDF and campaign calls; (in order, all ok)."""
+        complete = True
+        pending: list[Pending] = []
+        for raw in raws:
+            try:
+                record = invoice_record(raw, business)
+            except (ValueError, KeyError) as error:  # amounts that disagree: never a guess
+                self._fail(_label(business, raw), error)
+                complete = False
+                continue
+            pdf = lines = None
+            if self.settings.download_pdfs:
+                pdf = pool.submit(self._download, graph, business, raw)
+            if self.campaigns.selected:
+                lines = pool.submit(graph.invoice_campaigns, business, record["id"])
+            pending.append(Pending(raw, record, pdf, lines))
+        pending.sort(key=lambda p: (p.record["issue_date"] or "", p.record["id"]))
+        return pending, complete
+
+    def _download(self, graph: MetaGraph, business: str, raw: Mapping[str, Any]) -> StoredDocument:
+        what = f"PDF of invoice {raw.get('invoice_id') or raw['id']}"
+        data = graph.download_pdf(raw, business, self.documents.max_bytes, what)
+        pdf = unwrap_pdf(data, self.documents.max_bytes, what)
+        name = str(raw.get("invoice_id") or raw["id"])
+        return self._store.store(pdf, source="meta", account=business, name=name)
+
+    def _finish(self, item: Pending, business: str) -> bool:
+        """Attach the PDF, write the campaign lines; False when either failed."""
+        ok = True
+        label = _label(business, item.raw)
+        if item.lines is not None:
+            try:
+                rows = campaign_records(item.lines.result(), item.record)
+            except AuthorizationExpired:
+                raise
+            except Exception as error:  # this invoice's lines alone
+                self._fail(label, f"campaign lines: {error}")
+                ok = False
+            else:
+                for row in rows:
+                    self.campaigns.emit(row)
+        if item.pdf is not None:
+            try:
+                document = item.pdf.result()
+            except AuthorizationExpired:
+                raise
+            except Exception as error:  # one document fails alone; the record still goes out
+                self._fail(label, error)
+                return False
+            item.record.update(
+                pdf_sha256=document.sha256,
+                pdf_size=document.size,
+                pdf_page_count=document.page_count,
+                pdf_uri=document.uri,
+                pdf_content_base64=document.content_base64,
+            )
+        return ok
+
+
+def _label(business: str, raw: Mapping[str, Any]) -> str:
+    return f"business {business}, invoice {raw.get('invoice_id') or '?'} (id {raw.get('id')})"
+
+
+def build_streams(tap: TapAdInvoices, settings: MetaSettings) -> list[Stream]:
+    campaigns = MetaInvoiceCampaignsStream(tap)
+    return [MetaInvoicesStream(tap, settings, campaigns), campaigns]
