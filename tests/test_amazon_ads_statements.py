@@ -248,3 +248,31 @@ def test_an_unsupported_locale_is_refused_before_any_call(emulator, config, tmp_
     assert run.returncode == 1
     assert "amazon_ads.locale" in run.stderr and "de_DE" in run.stderr
     assert sum(emulator.counters.values()) == 0
+
+
+def test_a_daily_run_asks_for_one_statement_per_account(emulator, config, tmp_path):
+    config["amazon_ads"]["lookback_days"] = 90
+    first = run_tap(config, tmp_path / "1")
+    assert first.returncode == 0, first.stderr
+    emulator.counters.clear()
+    config["end_date"] = (END + dt.timedelta(days=1)).isoformat()  # the next day's run
+    second = run_tap(config, tmp_path / "2", state=first.state)
+    assert second.returncode == 0, second.stderr
+    # 91 days of look-back plus today would be a 90-day statement and a 1-day sliver.
+    assert emulator.counters["ads.statements.create"] == len(ACCOUNTS)
+    accounts = second.state["bookmarks"][STREAM]["accounts"]
+    assert {a["synced_through"] for a in accounts.values()} == {config["end_date"]}
+
+
+def test_every_statement_is_requested_before_the_first_is_ready(emulator, config, tmp_path):
+    config["start_date"] = "2025-01-01"  # 3 accounts x 8 windows = 24 statements
+    config["amazon_ads"]["max_statements_in_flight"] = 100
+    emulator.knobs["ads_polls_until_ready"] = 2
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 0, run.stderr
+    creates = emulator.counters["ads.statements.create"]
+    assert creates == 24
+    statements = emulator.sources["amazon_ads"].statements.values()
+    assert max(s["created"] for s in statements) < min(s["first_polled"] for s in statements)
+    # Each statement is polled twice (not ready, then ready): one sweep waits for all of them.
+    assert emulator.counters["ads.statements.get"] == 2 * creates

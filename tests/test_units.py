@@ -282,3 +282,18 @@ def test_document_fetch_is_bounded_and_reports_a_cut_off_body_as_io_error():
             fetch_bounded(http, url, max_bytes=10**6, what="doc", authenticated=False)
         with pytest.raises(DocumentError, match=r"documents\.max_bytes"):
             fetch_bounded(http, url, max_bytes=len(whole) - 1, what="doc", authenticated=False)
+
+
+@pytest.mark.parametrize(
+    ("lookback", "window", "expected_windows"),
+    [(90, 90, 1), (89, 90, 1), (91, 90, 1), (95, 90, 2), (100, 90, 2), (180, 90, 2), (30, 90, 1)],
+)
+def test_a_lookback_sliver_costs_no_statement_of_its_own(lookback, window, expected_windows):
+    from tap_ad_invoices.amazon_ads.streams import skip_lookback_sliver
+
+    bookmark, today = D(2026, 11, 29), D(2026, 11, 30)
+    start = bookmark - dt.timedelta(days=lookback)
+    trimmed = skip_lookback_sliver(start, today, bookmark, window)
+    assert start <= trimmed <= bookmark + dt.timedelta(days=1)  # never skips an unsynced day
+    assert trimmed - start <= dt.timedelta(days=max(1, window // 30))
+    assert len(plan_windows(trimmed, today, window)) == expected_windows

@@ -16,6 +16,9 @@ from tap_ad_invoices.money import SUPPORTED_LOCALES
 from tap_ad_invoices.settings import check_choice, check_int, check_number, require
 
 PREFIX = "amazon_ads"
+# Statements cost Amazon minutes to generate and us one poll each per sweep: a two-year
+# first run of 20 accounts is 160 statements, all of which should wait at the same time.
+DEFAULT_STATEMENTS_IN_FLIGHT = 200
 API_URLS = {
     "NA": "https://advertising-api.amazon.com",
     "EU": "https://advertising-api-eu.amazon.com",
@@ -139,6 +142,14 @@ CONFIG_PROPERTY = th.Property(
             "still in progress keep their id in state and are resumed next run.",
         ),
         th.Property(
+            "max_statements_in_flight",
+            th.IntegerType,
+            default=DEFAULT_STATEMENTS_IN_FLIGHT,
+            description="Statements requested and awaited at once. Generation takes minutes "
+            "on Amazon's side, so the run asks for all it needs up front; the API's own "
+            "rate limit (429 + Retry-After) paces the requests.",
+        ),
+        th.Property(
             "statement_date_format",
             th.StringType,
             default="auto",
@@ -174,6 +185,7 @@ class AmazonAdsSettings:
     window_days: int
     poll_interval_seconds: float
     max_wait_seconds: float
+    max_statements_in_flight: int
     statement_date_format: str
     api_url: str
     token_url: str
@@ -194,6 +206,9 @@ class AmazonAdsSettings:
             window_days=int(section.get("window_days", 90)),
             poll_interval_seconds=float(section.get("poll_interval_seconds", 15)),
             max_wait_seconds=float(section.get("max_wait_seconds", 3600)),
+            max_statements_in_flight=int(
+                section.get("max_statements_in_flight", DEFAULT_STATEMENTS_IN_FLIGHT)
+            ),
             statement_date_format=section.get("statement_date_format") or "auto",
             api_url=section.get("api_url") or API_URLS[region],
             token_url=section.get("token_url") or LWA_TOKEN_URLS[region],
@@ -224,6 +239,7 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     check_int(PREFIX, "window_days", section.get("window_days"), minimum=1)
     check_number(PREFIX, "poll_interval_seconds", section.get("poll_interval_seconds"))
     check_number(PREFIX, "max_wait_seconds", section.get("max_wait_seconds"))
+    check_int(PREFIX, "max_statements_in_flight", section.get("max_statements_in_flight"), 1)
     check_choice(
         PREFIX, "statement_date_format", section.get("statement_date_format", "auto"), DATE_FORMATS
     )

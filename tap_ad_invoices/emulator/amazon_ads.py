@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import itertools
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -379,6 +380,8 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
     ads = AmazonAdsEmulator(emulator)
     emulator.lwa_clients[CLIENT_ID] = (CLIENT_SECRET, REFRESH_TOKEN)  # type: ignore[attr-defined]
     emulator.knobs.setdefault("ads_polls_until_ready", 1)
+    # Real statements take minutes to generate; benchmarks set this to measure waiting.
+    emulator.knobs.setdefault("ads_generation_seconds", 0)
     emulator.knobs.setdefault("ads_failed_accounts", [])
     emulator.knobs.setdefault("ads_accepted_date_formats", ["YYYYMMDD", "YYYY-MM-DD"])
     emulator.knobs.setdefault("ads_create_response_key", "billingStatementId")
@@ -444,6 +447,7 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
             "polls": 0,
             "n": n,
             "locale": body["locale"],
+            "created": time.monotonic(),
         }
         return json_response(
             202, {emulator.knobs["ads_create_response_key"]: statement_id, "details": "SUCCESS"}
@@ -460,11 +464,15 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
                 404, {"code": "404", "details": "Billing statement not found for the given id"}
             )
         statement["polls"] += 1
+        statement.setdefault("first_polled", time.monotonic())
         if statement["account_id"] in emulator.knobs["ads_failed_accounts"]:
             return json_response(
                 200, {"details": "billing statement generation failed", "reportStatus": "FAILED"}
             )
-        if statement["polls"] < int(emulator.knobs["ads_polls_until_ready"]):
+        generating = time.monotonic() - statement["created"] < float(
+            emulator.knobs["ads_generation_seconds"]
+        )
+        if generating or statement["polls"] < int(emulator.knobs["ads_polls_until_ready"]):
             return json_response(
                 200,
                 {
