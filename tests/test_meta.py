@@ -177,6 +177,8 @@ def test_invoices_rows_signed_and_reconciled_per_currency(
         assert row["total_amount"] == signed_total(invoice)
         assert row["status"] == invoice["payment_status"].lower()
         assert row["source_stream"] == STREAM
+        pro_forma = invoice["type"] == "PRO_FORMA"
+        assert row["amount_status"].startswith("missing:" if pro_forma else "as_reported")
     assert {r["document_kind"] for r in rows} >= {"credit_memo", "debit_memo", "pro_forma"}
 
     # Per currency: the sum over `invoices` equals the sum over meta_invoices (pro formas

@@ -48,6 +48,7 @@ ROUTE_CAMPAIGNS = "meta.campaigns"
 ROUTE_PDF_GRAPH = "meta.pdf.graph"
 ROUTE_PDF_CDN = "meta.pdf.cdn"
 
+
 def _month(day: dt.date, delta: int) -> dt.date:
     index = day.year * 12 + day.month - 1 + delta
     return dt.date(index // 12, index % 12 + 1, 1)

@@ -24,6 +24,7 @@ from tap_ad_invoices.redaction import strip_query
 
 PLATFORM = "meta"
 DEBIT_MEMO, PRO_FORMA = "debit_memo", "pro_forma"
+PRO_FORMA_STATUS = "missing: a pro forma asks for prepayment, it is not a bill (see meta_invoices)"
 DOCUMENT_KINDS = {"INV": INVOICE, "CM": CREDIT_MEMO, "DM": DEBIT_MEMO, "PRO_FORMA": PRO_FORMA}
 
 CURRENCY_AMOUNT = th.ObjectType(
@@ -282,6 +283,8 @@ def to_invoice(record: Mapping[str, Any]) -> dict[str, Any]:
             else record.get("amount"),
             kind,
         ),
+        # None: `invoices` writes as_reported (or missing, when there is no total).
+        "amount_status": PRO_FORMA_STATUS if kind == PRO_FORMA else None,
         "status": status_name(record.get("payment_status")),
         "purchase_order": None,  # Graph has no purchase order field on invoices
         "document_uri": record.get("pdf_uri"),
