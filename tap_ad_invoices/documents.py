@@ -3,17 +3,22 @@
 Shared by Google Ads (PDF from pdf_url) and Amazon Business (report documents
 that arrive as a PDF inside a zip inside gzip, whatever compressionAlgorithm
 says). Everything happens in memory, bounded by `documents.max_bytes`; the only
-file ever written is the final one under `documents.destination`.
+file ever written is the final one under `documents.destination` (through a
+temporary name beside it, so it is never seen half-written).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import io
+import os
 import re
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +26,7 @@ from typing import Any
 import fsspec
 import requests
 import urllib3
+from fsspec.implementations.local import LocalFileSystem
 
 from tap_ad_invoices.errors import ConfigError
 from tap_ad_invoices.http import HttpClient
@@ -118,7 +124,7 @@ def unwrap_pdf(data: bytes, max_bytes: int, what: str) -> bytes:
         if data.startswith(GZIP_MAGIC):
             try:
                 data = _inflate_bounded(gzip.GzipFile(fileobj=io.BytesIO(data)), max_bytes, what)
-            except (OSError, EOFError) as exc:
+            except (OSError, EOFError, zlib.error) as exc:
                 raise DocumentError(f"{what}: broken gzip data ({exc})") from None
         elif data.startswith(ZIP_MAGIC):
             data = _pdf_from_zip(data, max_bytes, what)
@@ -157,6 +163,94 @@ def safe_name(*parts: str) -> str:
     return "-".join(_UNSAFE.sub("_", p).strip("_") or "_" for p in parts if p)
 
 
+# fsspec protocol -> the extra that installs its package (pyproject optional-dependencies).
+PIP_EXTRAS = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+}
+PROBE_NAME = ".tap-ad-invoices-write-probe"
+
+
+def preflight_destination(settings: DocumentSettings) -> None:
+    """Prove the destination can take a document, before any API call is made.
+
+    Local folders are created and a probe file written and removed; for an fsspec
+    URL the protocol must be known and its package importable (no network call:
+    credentials and buckets are the object store's to check).
+    """
+    destination = settings.destination
+    if not destination:
+        return
+    protocol = _protocol(destination)
+    if protocol in ("file", "local"):
+        _probe_local_folder(destination)
+        return
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise ConfigError(
+            "documents.destination",
+            f"unknown storage protocol {protocol}:// (use a local folder or an fsspec URL "
+            "such as s3://bucket/prefix)",
+        ) from None
+    except ImportError:
+        extra = PIP_EXTRAS.get(protocol)
+        install = f"pip install 'tap-ad-invoices[{extra}]'" if extra else "install its package"
+        raise ConfigError(
+            "documents.destination",
+            f"{protocol}:// needs a package that is not installed: {install}",
+        ) from None
+
+
+def _protocol(destination: str) -> str:
+    protocol = fsspec.core.split_protocol(destination)[0]
+    return protocol or "file"
+
+
+def _probe_local_folder(destination: str) -> None:
+    fs, path = fsspec.core.url_to_fs(destination)
+    probe = f"{path.rstrip('/')}/{PROBE_NAME}"
+    try:
+        fs.makedirs(path, exist_ok=True)
+        fs.pipe_file(probe, b"probe")
+        fs.rm_file(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            "documents.destination", f"cannot write to {destination}: {reason}"
+        ) from None
+
+
+def write_atomically(uri: str, data: bytes) -> None:
+    """Write `data` so that `uri` holds either nothing or the whole document.
+
+    Local files go to a temporary name in the same folder, then are renamed (atomic
+    on one filesystem); a killed run leaves at most a hidden `.part` file. Object
+    stores publish an object only when its single upload completes, so one put is
+    already atomic there.
+    """
+    fs, path = fsspec.core.url_to_fs(uri)
+    if not isinstance(fs, LocalFileSystem):
+        fs.pipe_file(path, data)
+        return
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 class DocumentStore:
     def __init__(self, settings: DocumentSettings) -> None:
         self.settings = settings
@@ -168,7 +262,6 @@ class DocumentStore:
         if self.settings.destination:
             base = self.settings.destination.rstrip("/")
             uri = f"{base}/{safe_name(source)}/{safe_name(account)}/{safe_name(name)}.pdf"
-            with fsspec.open(uri, "wb", auto_mkdir=True) as handle:
-                handle.write(pdf)
+            write_atomically(uri, pdf)
         content = base64.b64encode(pdf).decode("ascii") if self.settings.inline else None
         return StoredDocument(sha256, len(pdf), count_pages(pdf), uri, content)

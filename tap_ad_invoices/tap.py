@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import difflib
+import math
 import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import click
 from jsonschema import Draft7Validator
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_ad_invoices import amazon_ads, amazon_business, google_ads, meta
-from tap_ad_invoices.documents import DEFAULT_MAX_BYTES, DocumentSettings
-from tap_ad_invoices.errors import AuthorizationExpired, ConfigError, FailureLedger
+from tap_ad_invoices.documents import DEFAULT_MAX_BYTES, DocumentSettings, preflight_destination
+from tap_ad_invoices.errors import AuthorizationExpired, ConfigError, FailureLedger, describe
 from tap_ad_invoices.invoices import FeedsInvoices, InvoicesStream
-from tap_ad_invoices.redaction import install_log_redaction, register_secret
+from tap_ad_invoices.redaction import install_log_redaction, redact, register_secret
 from tap_ad_invoices.settings import check_int, sync_range
 from tap_ad_invoices.sources import Source
 
@@ -85,15 +89,27 @@ class TapAdInvoices(Tap):
 
     # -- configuration ------------------------------------------------------------
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        coerce_numbers(self._config, self.config_jsonschema)
+        install_log_redaction()  # before any message can echo a value
+        register_secrets(self._config, self.config_jsonschema)
         try:
+            coerce_numbers(self._config, self.config_jsonschema)
             check_config(dict(self.config))
         except ConfigError as exc:
+            message = redact(str(exc))
             if raise_errors:
-                raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
-            self.logger.warning("Configuration error: %s", exc)
-            return [str(exc)]
+                raise ConfigValidationError(message, errors=[message]) from None
+            self.logger.warning("Configuration error: %s", message)
+            return [message]
+        for warning in unknown_settings(self._config, self.full_config_schema()):
+            self.logger.warning("%s", redact(warning))
         return []
+
+    @classmethod
+    def full_config_schema(cls) -> dict[str, Any]:
+        """Our settings plus the SDK's built-in ones (stream_maps, flattening_*)."""
+        schema = copy.deepcopy(cls.config_jsonschema)
+        cls.append_builtin_config(schema)
+        return schema
 
     def configured_sources(self) -> list[Source]:
         return [source for source in SOURCES if self.config.get(source.key)]
@@ -114,10 +130,32 @@ class TapAdInvoices(Tap):
     # The SDK marks sync_all final; extending it (not replacing it) is the one place
     # where every stream has run and the exit code can still be chosen.
     def sync_all(self) -> None:  # type: ignore[misc]
-        super().sync_all()
-        if self.failures.failures:
-            self.logger.error(self.failures.summary())
+        # Before any network call: a destination that cannot take a document would
+        # otherwise be found only after reports were created and paid for in rate limit.
+        preflight_destination(DocumentSettings.from_config(self.config))
+        stopped = False
+        try:
+            super().sync_all()
+        except Exception as exc:
+            stopped = True
+            self.logger.debug("The run stopped", exc_info=True)
+            self.logger.error("The run stopped: %s", describe(exc))
+        finally:
+            # Whatever ended the run, the items that failed before it are reported.
+            if self.failures.failures:
+                self.logger.error(self.failures.summary())
+        if stopped or self.failures.failures:
             sys.exit(1)
+
+    @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> Any:
+        """A missing, unreadable or invalid config file is one line, not a traceback."""
+        try:
+            return super().cb_config(ctx, param, value)
+        except Exception as exc:
+            files = ", ".join(str(v) for v in value if v != "ENV")
+            cls.logger.error("Configuration error: cannot read --config %s: %s", files, exc)
+            ctx.exit(1)
 
     @classmethod
     def invoke(cls, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
@@ -125,34 +163,86 @@ class TapAdInvoices(Tap):
         try:
             super().invoke(*args, **kwargs)
         except ConfigValidationError as exc:
-            cls.logger.error("Configuration error: %s", exc.errors[0] if exc.errors else exc)
+            message = exc.errors[0] if exc.errors else str(exc)
+            cls.logger.error("Configuration error: %s", redact(message))
+            sys.exit(1)
+        except ConfigError as exc:
+            cls.logger.error("Configuration error: %s", redact(str(exc)))
             sys.exit(1)
         except AuthorizationExpired as exc:
-            cls.logger.error("Authorization error: %s", exc)
+            cls.logger.error("Authorization error: %s", redact(str(exc)))
             sys.exit(1)
 
 
-def coerce_numbers(config: dict[str, Any], schema: dict[str, Any]) -> None:
+def coerce_numbers(config: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> None:
     """Numbers that arrive as text (Meltano passes settings from .env as strings)."""
     for name, prop in (schema.get("properties") or {}).items():
         value = config.get(name)
         types = prop.get("type") or []
+        setting = f"{prefix}{name}"
         if isinstance(value, dict):
-            coerce_numbers(value, prop)
+            coerce_numbers(value, prop, f"{setting}.")
         elif isinstance(value, str) and ("number" in types or "integer" in types):
             with contextlib.suppress(InvalidOperation):
                 number = Decimal(value.strip())
+                if not number.is_finite():
+                    raise ConfigError(setting, "must be a finite number (not NaN or Infinity)")
                 config[name] = int(number) if number == number.to_integral_value() else number
+
+
+def check_finite_numbers(value: Any, setting: str = "config") -> None:
+    """JSON's NaN and Infinity literals pass the schema's "number" type; refuse them."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite_numbers(item, key if setting == "config" else f"{setting}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            check_finite_numbers(item, setting)
+    elif isinstance(value, (float, Decimal)) and not math.isfinite(value):
+        raise ConfigError(setting, "must be a finite number (not NaN or Infinity)")
+
+
+def register_secrets(config: Any, schema: dict[str, Any]) -> None:
+    """Mask every value of every secret setting, at any depth, in every later message."""
+    if not isinstance(config, dict):
+        return
+    for name, prop in (schema.get("properties") or {}).items():
+        value = config.get(name)
+        if prop.get("secret") or prop.get("writeOnly"):
+            register_secret(value)
+        elif isinstance(value, dict):
+            register_secrets(value, prop)
+
+
+def unknown_settings(config: Any, schema: dict[str, Any], prefix: str = "") -> list[str]:
+    """A warning per key the schema does not know, with the closest known name.
+
+    A typo such as `acount_ids` is otherwise silently ignored, and the tap reads
+    every discovered account instead of the ones meant.
+    """
+    known = schema.get("properties")
+    # singer_sdk marks every object additionalProperties: true; only a schema there
+    # (stream_maps: stream name -> map) makes its keys free-form.
+    free_form = isinstance(schema.get("additionalProperties"), dict)
+    if not isinstance(config, dict) or not known or free_form:
+        return []
+    warnings = []
+    for key, value in config.items():
+        setting = f"{prefix}{key}"
+        if key in known:
+            warnings += unknown_settings(value, known[key], f"{setting}.")
+            continue
+        close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+        hint = f"did you mean {prefix}{close[0]}?" if close else "it is not a setting of this tap"
+        warnings.append(f"Unknown setting {setting} is ignored: {hint}")
+    return warnings
 
 
 def check_config(config: dict[str, Any]) -> None:
     """Everything that can be known wrong before a network call; raises ConfigError."""
-    for value in config.values():
-        if isinstance(value, dict):
-            for name, secret in value.items():
-                if name.endswith(("secret", "_token")):  # not token_uri / token_url
-                    register_secret(secret)
     schema = TapAdInvoices.config_jsonschema
+    register_secrets(config, schema)
+    check_finite_numbers(config)
     errors = sorted(Draft7Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     for error in errors:
         path = ".".join(str(p) for p in error.absolute_path)
