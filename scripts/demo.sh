@@ -40,6 +40,19 @@ for stream, paths in sorted(runs.items()):
 docs = sorted(p for p in pathlib.Path("output/documents").rglob("*.pdf")) if pathlib.Path("output/documents").exists() else []
 if docs:
     print(f"  {'invoice PDFs':40} {len(docs):6} files  output/documents/")
+    by_source = defaultdict(int)
+    for doc in docs:
+        by_source[doc.relative_to("output/documents").parts[0]] += 1
+    print("    " + ", ".join(f"{source}: {count}" for source, count in sorted(by_source.items())))
+if runs.get("invoices"):
+    # The one table every platform feeds, this run: rows per platform and kind.
+    with runs["invoices"][-1].open(newline="", encoding="utf-8") as handle:
+        kinds = defaultdict(lambda: defaultdict(int))
+        for row in csv.DictReader(handle):
+            kinds[row["platform"]][row["document_kind"]] += 1
+    print("  invoices by platform this run:")
+    for platform, counts in sorted(kinds.items()):
+        print(f"    {platform:18} " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
 PY
 echo
 echo "State kept by Meltano (the next run is incremental):"

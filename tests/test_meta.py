@@ -7,6 +7,7 @@ own invoice types, independently of the tap's conversion code.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import hashlib
 import json
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from tap_ad_invoices.emulator import Emulator
 from tap_ad_invoices.emulator import meta as fake
@@ -30,7 +32,7 @@ from tap_ad_invoices.errors import ConfigError
 from tap_ad_invoices.meta.client import MAX_PACE_SECONDS, SLOW_FROM, MetaGraph
 from tap_ad_invoices.meta.config import MetaSettings
 from tap_ad_invoices.redaction import strip_query
-from tap_ad_invoices.tap import check_config
+from tap_ad_invoices.tap import TapAdInvoices, check_config
 from tests.tap_runner import TapRun, parse_output, run_tap
 
 STREAM = "meta_invoices"
@@ -405,3 +407,20 @@ def test_config_errors_name_the_setting() -> None:
         )
     with pytest.raises(ConfigError, match=r"meta\.access_token"):
         check_config({**base, "meta": {"business_ids": ["1"]}})
+
+
+# The SDK's standard tap tests (schema, records, state) for a Meta-only config. The SDK
+# builds the tap at collection time, so this emulator starts on import (as in
+# test_sdk_standard.py) and stops at exit.
+_STANDARD_EMULATOR = Emulator(port=0).start()
+atexit.register(_STANDARD_EMULATOR.stop)
+_STANDARD_CONFIG = {
+    "start_date": "2025-01-01",
+    **fake.ensure_installed(_STANDARD_EMULATOR).tap_config(),
+}
+
+TestMetaStandard = get_tap_test_class(
+    TapAdInvoices,
+    config=_STANDARD_CONFIG,
+    suite_config=SuiteConfig(max_records_limit=500),
+)
