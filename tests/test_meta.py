@@ -326,9 +326,13 @@ def test_expired_token_fails_the_source_with_one_line(
     graph.emulator.knobs["meta_token_expired"] = True
     run = run_tap(config(graph, tmp_path), tmp_path / "run")
     assert run.returncode == 1
-    naming = [line for line in run.stderr.splitlines() if "meta.access_token" in line]
-    assert len(naming) == 1, run.stderr
-    assert "190" in naming[0]
+    # The source fails as a source: one line naming the setting to fix, then the summary.
+    lines = failed_lines(run)
+    assert len(lines) == 1, run.stderr
+    assert "FAILED meta [every item]: AuthorizationExpired" in lines[0]
+    assert "meta.access_token" in lines[0] and "code 190" in lines[0]
+    assert "1 item(s) failed" in run.stderr
+    assert "Traceback" not in run.stderr
     assert STREAM not in run.records
     assert_no_secrets(run)
 

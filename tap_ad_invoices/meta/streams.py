@@ -24,10 +24,10 @@ from singer_sdk import Stream
 
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import DocumentSettings, DocumentStore, StoredDocument, unwrap_pdf
-from tap_ad_invoices.errors import AuthorizationExpired
+from tap_ad_invoices.errors import item_errors
 from tap_ad_invoices.invoices import FeedsInvoices
 from tap_ad_invoices.meta.client import BILLING_PERIOD_REACH_MONTHS, GraphError, MetaGraph
-from tap_ad_invoices.meta.config import MetaSettings
+from tap_ad_invoices.meta.config import KEY, MetaSettings
 from tap_ad_invoices.meta.conversion import (
     CAMPAIGN_SCHEMA,
     INVOICE_SCHEMA,
@@ -107,9 +107,6 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         return [to_invoice(record)]
 
-    def _fail(self, item: str, reason: object) -> None:
-        self._failures.record(self.name, item, str(reason), self.logger)
-
     # -- what to ask ----------------------------------------------------------------
     def _issue_window(self, business: str, bookmarks: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
         """[first, last] issue dates, both inclusive."""
@@ -124,6 +121,10 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
 
     # -- sync -----------------------------------------------------------------------
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        # A refused token fails the source (one line); anything else fails its own unit.
+        return self._failures.guard(KEY, self.name, self._records(), self.logger)
+
+    def _records(self) -> Iterator[dict[str, Any]]:
         bookmarks: dict[str, Any] = self.stream_state.setdefault(BOOKMARKS_KEY, {})
         graph = MetaGraph(self.settings)
         workers = int(self.config.get("max_workers") or 4)
@@ -142,34 +143,28 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
         first, last = self._issue_window(business, bookmarks)
         if first > last:
             return
-        try:
+        item = f"business {business}"
+        with item_errors(self.logger, item) as listing:
             raws = graph.business_invoices(
                 business,
                 first.isoformat(),
                 (last + dt.timedelta(days=1)).isoformat(),  # issue_end_date is exclusive
                 add_months(first, -BILLING_PERIOD_REACH_MONTHS).isoformat(),
             )
-        except AuthorizationExpired:
-            raise
-        except GraphError as error:
-            if error.not_invoiced:
+        if listing.failed:
+            if isinstance(listing.error, GraphError) and listing.error.not_invoiced:
                 # No bookmark: if it moves to monthly invoicing, its history counts.
-                self.logger.warning(
-                    "Skipped business %s (no monthly invoicing): %s", business, error
-                )
+                self.logger.warning("Skipped %s (no monthly invoicing): %s", item, listing.error)
             else:
-                self._fail(f"business {business}", error)
-            return
-        except Exception as error:  # transport errors after retries: this business alone
-            self._fail(f"business {business}", error)
+                self._failures.record(self.name, item, listing.reason, self.logger)
             return
         self.logger.info(
             "Meta business %s: %d invoice(s) issued %s to %s", business, len(raws), first, last
         )
         pending, complete = self._start(graph, pool, business, raws)
-        for item in pending:
-            complete &= self._finish(item, business)
-            yield item.record
+        for invoice in pending:
+            complete &= self._finish(invoice, business)
+            yield invoice.record
         if self.campaigns.selected:
             self.logger.info(
                 "Meta business %s: %d campaign line(s) so far", business, self.campaigns.emitted
@@ -188,10 +183,10 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
         complete = True
         pending: list[Pending] = []
         for raw in raws:
-            try:
+            # Amounts that disagree fail this invoice: never a guess.
+            with self._failures.unit(self.name, _label(business, raw), self.logger) as converting:
                 record = invoice_record(raw, business)
-            except (ValueError, KeyError) as error:  # amounts that disagree: never a guess
-                self._fail(_label(business, raw), error)
+            if converting.failed:
                 complete = False
                 continue
             pdf = lines = None
@@ -215,23 +210,18 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
         ok = True
         label = _label(business, item.raw)
         if item.lines is not None:
-            try:
+            with self._failures.unit(self.name, f"{label}, campaign lines", self.logger) as lines:
                 rows = campaign_records(item.lines.result(), item.record)
-            except AuthorizationExpired:
-                raise
-            except Exception as error:  # this invoice's lines alone
-                self._fail(label, f"campaign lines: {error}")
+            if lines.failed:
                 ok = False
             else:
                 for row in rows:
                     self.campaigns.emit(row)
         if item.pdf is not None:
-            try:
+            # One document fails alone; the record still goes out, without pdf_* fields.
+            with self._failures.unit(self.name, label, self.logger) as download:
                 document = item.pdf.result()
-            except AuthorizationExpired:
-                raise
-            except Exception as error:  # one document fails alone; the record still goes out
-                self._fail(label, error)
+            if download.failed:
                 return False
             item.record.update(
                 pdf_sha256=document.sha256,
