@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 LOOPBACK = "127.0.0.1"
 
@@ -66,7 +66,12 @@ class Fault:
     "drop" (close the connection), "truncate" (the next answer of the route
     stops half-way through its body), "expire_token" (revoke every access token
     first, so the call meets a 401), "expire_link" (a presigned URL answers
-    403 "Request has expired").
+    403 "Request has expired"), "corrupt" (the answer's full length arrives with
+    bytes flipped in the middle, so a gzip or zip body fails its checksum),
+    "redirect" (302 to the same path on another host name, `localhost`, served
+    by this emulator too, so credentials that follow it are seen arriving),
+    "html" (HTTP 200 with an HTML page, as a captive portal or proxy answers).
+    `after` lets that many calls pass first, for a fault in the middle of a run.
     """
 
     route: str
@@ -74,6 +79,17 @@ class Fault:
     status: int = 500
     count: int = 1
     retry_after: float | None = None
+    after: int = 0
+
+    def hits(self, route: str, grpc: bool) -> bool:
+        """Whether this call of `route` meets the fault; uses one of `after`, then of `count`."""
+        if (self.kind == "grpc") != grpc or self.route not in (route, "*") or self.count <= 0:
+            return False
+        if self.after > 0:
+            self.after -= 1
+            return False
+        self.count -= 1
+        return True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
@@ -81,6 +97,18 @@ class Fault:
 
 
 Handler = Callable[[Request], Response]
+
+HTML_PAGE = b"<!DOCTYPE html><html><body><h1>Service temporarily moved</h1></body></html>"
+
+
+def corrupted(response: Response) -> Response:
+    """The same answer, its length unchanged, with bytes flipped in the middle of the body."""
+    payload = bytearray(response.payload())
+    middle = len(payload) // 2
+    for index in range(middle, min(middle + 16, len(payload))):
+        payload[index] ^= 0xFF
+    response.body = bytes(payload)
+    return response
 
 
 class Emulator:
@@ -189,6 +217,12 @@ class Emulator:
                         response = handler(request)
                         response.truncate = True
                         return response
+                    elif fault.kind == "corrupt":
+                        return corrupted(handler(request))
+                    elif fault.kind == "redirect":
+                        return self.redirect_elsewhere(request)
+                    elif fault.kind == "html":
+                        return Response(200, HTML_PAGE, {"Content-Type": "text/html"})
                     elif fault.kind == "status":
                         headers = {}
                         if fault.retry_after is not None:
@@ -207,6 +241,11 @@ class Emulator:
                         )
             return handler(request)
         return json_response(404, {"code": "NotFound", "details": f"no route {request.path}"})
+
+    def redirect_elsewhere(self, request: Request) -> Response:
+        query = urlencode({k: v for k, v in request.query.items()}, doseq=True)
+        target = f"http://localhost:{self.port}{request.path}" + (f"?{query}" if query else "")
+        return Response(302, b"", {"Location": target})
 
     def throttle(self, route: str) -> Response | None:
         """Server-side token buckets: knob rate_limits = {route: [rate_per_second, burst]}."""
@@ -236,8 +275,7 @@ class Emulator:
     def take_fault(self, route: str) -> Fault | None:
         with self.lock:
             for fault in self.faults:
-                if fault.route in (route, "*") and fault.count > 0 and fault.kind != "grpc":
-                    fault.count -= 1
+                if fault.hits(route, grpc=False):
                     if fault.count == 0:
                         self.faults.remove(fault)
                     return fault

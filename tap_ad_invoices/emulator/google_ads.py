@@ -689,6 +689,8 @@ class GoogleAdsEmulator:
                 ),
             )
         if fault.status == 401:
+            # As when a token is revoked mid-run: the rejected token stays rejected.
+            self.emulator.revoke_tokens()
             raise GrpcAbort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 failure(
@@ -714,12 +716,14 @@ class GoogleAdsEmulator:
         )
 
     def _take_fault(self, counter: str) -> Fault | None:
-        """gRPC faults: Fault(route=counter, kind="grpc", status=429|500|401|403, retry_after)."""
+        """gRPC faults: Fault(route=counter, kind="grpc", status=429|500|401|403, retry_after).
+
+        401 answers UNAUTHENTICATED and revokes every access token, as an expired one is.
+        """
         emulator = self.emulator
         with emulator.lock:
             for fault in emulator.faults:
-                if fault.kind == "grpc" and fault.route in (counter, "*") and fault.count > 0:
-                    fault.count -= 1
+                if fault.hits(counter, grpc=True):
                     if fault.count == 0:
                         emulator.faults.remove(fault)
                     return fault
