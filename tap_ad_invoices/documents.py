@@ -29,7 +29,7 @@ import urllib3
 from fsspec.implementations.local import LocalFileSystem
 
 from tap_ad_invoices.errors import ConfigError
-from tap_ad_invoices.http import HttpClient
+from tap_ad_invoices.http import BrokenBody, HttpClient
 from tap_ad_invoices.settings import check_int
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -42,6 +42,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 class DocumentError(ValueError):
     """A document is unusable (too large, not a PDF, a broken archive)."""
+
+
+class BrokenArchive(DocumentError):
+    """A gzip or zip layer fails its checksum or ends early: the download is fetched again."""
 
 
 @dataclass(frozen=True)
@@ -83,31 +87,43 @@ def read_bounded(chunks: Iterable[bytes], max_bytes: int, what: str) -> bytes:
 def fetch_bounded(
     http: HttpClient, url: str, *, max_bytes: int, what: str, authenticated: bool
 ) -> bytes:
-    """A document's raw bytes, in memory, refused past `max_bytes` before it fills memory.
+    """A document's bytes, in memory, refused past `max_bytes` before it fills memory.
 
-    No transparent decompression: `unwrap_pdf` sniffs the bytes, so a body that S3
-    serves with Content-Encoding: gzip is never inflated twice.
+    The gzip and zip layers are opened here, inside the client's retry loop: a body
+    cut short or an archive failing its checksum is fetched again like a 5xx, within
+    `max_retry_seconds`. No transparent decompression: the layers are recognised
+    from the bytes, so a body that S3 serves with Content-Encoding: gzip is never
+    inflated twice. The result is the innermost content (`unwrap_pdf` checks %PDF).
     """
-    response = http.request(
+    return http.fetch(
         "GET",
         url,
+        lambda response: _read_document(response, max_bytes, what),
         operation=f"download {what}",
         authenticated=authenticated,
         stream=True,
         headers={"Accept-Encoding": "identity"},
     )
+
+
+def _read_document(response: requests.Response, max_bytes: int, what: str) -> bytes:
     with response:
         length = response.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > max_bytes:
+        announced = int(length) if length and length.isdigit() else None
+        if announced is not None and announced > max_bytes:
             raise DocumentError(
                 f"{what} is {length} bytes, larger than documents.max_bytes ({max_bytes})"
             )
         try:
-            return read_bounded(response.raw.stream(1 << 16, decode_content=False), max_bytes, what)
+            data = read_bounded(response.raw.stream(1 << 16, decode_content=False), max_bytes, what)
         except urllib3.exceptions.HTTPError as exc:
-            # As requests reports it (an OSError), like any other I/O error of a download.
-            message = f"{what}: body cut off ({exc})"
-            raise requests.exceptions.ChunkedEncodingError(message) from None
+            raise BrokenBody(f"{what}: body cut off ({type(exc).__name__})") from None
+    if announced is not None and len(data) < announced:
+        raise BrokenBody(f"{what}: body cut off ({len(data)} of {announced} bytes)")
+    try:
+        return unwrap_layers(data, max_bytes, what)
+    except BrokenArchive as exc:
+        raise BrokenBody(str(exc)) from None
 
 
 def _inflate_bounded(stream: io.BufferedIOBase | gzip.GzipFile, max_bytes: int, what: str) -> bytes:
@@ -115,7 +131,15 @@ def _inflate_bounded(stream: io.BufferedIOBase | gzip.GzipFile, max_bytes: int, 
 
 
 def unwrap_pdf(data: bytes, max_bytes: int, what: str) -> bytes:
-    """gzip, then zip, then %PDF, by the bytes themselves; bounded at every layer.
+    """gzip, then zip, then %PDF, by the bytes themselves; bounded at every layer."""
+    data = unwrap_layers(data, max_bytes, what)
+    if not data.startswith(PDF_MAGIC):
+        raise DocumentError(f"{what} is not a PDF (starts with {data[:8]!r})")
+    return data
+
+
+def unwrap_layers(data: bytes, max_bytes: int, what: str) -> bytes:
+    """gzip, then zip, by the bytes themselves; bounded at every layer, checksums checked.
 
     Names inside a zip are never used as paths: the single PDF member is read
     into memory by content.
@@ -125,21 +149,19 @@ def unwrap_pdf(data: bytes, max_bytes: int, what: str) -> bytes:
             try:
                 data = _inflate_bounded(gzip.GzipFile(fileobj=io.BytesIO(data)), max_bytes, what)
             except (OSError, EOFError, zlib.error) as exc:
-                raise DocumentError(f"{what}: broken gzip data ({exc})") from None
+                raise BrokenArchive(f"{what}: broken gzip data ({exc})") from None
         elif data.startswith(ZIP_MAGIC):
-            data = _pdf_from_zip(data, max_bytes, what)
+            try:
+                data = _pdf_from_zip(data, max_bytes, what)
+            except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+                raise BrokenArchive(f"{what}: broken zip archive ({exc})") from None
         else:
             break
-    if not data.startswith(PDF_MAGIC):
-        raise DocumentError(f"{what} is not a PDF (starts with {data[:8]!r})")
     return data
 
 
 def _pdf_from_zip(data: bytes, max_bytes: int, what: str) -> bytes:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise DocumentError(f"{what}: broken zip archive ({exc})") from None
+    archive = zipfile.ZipFile(io.BytesIO(data))
     members = [m for m in archive.infolist() if not m.is_dir()]
     if not members:
         raise DocumentError(f"{what}: empty zip archive")

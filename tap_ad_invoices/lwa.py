@@ -3,6 +3,12 @@
 One access token is reused by every thread until shortly before it expires;
 `invalidate` (after a 401) forces the next caller to refresh. Token values are
 registered with the log redactor the moment they are minted.
+
+The token call goes through the shared `HttpClient`, so it retries 429/5xx and
+dropped connections within `max_retry_seconds`, and a token host that refuses
+connections ends as "cannot reach HOST". A refused refresh token is remembered:
+it will not start working again during this run, so every later caller gets the
+same `AuthorizationExpired` without another token call.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Callable
 import requests
 
 from tap_ad_invoices.errors import ApiError, AuthorizationExpired
-from tap_ad_invoices.http import RetryPolicy, describe_error
+from tap_ad_invoices.http import HostUnreachable, HttpClient, RetryPolicy, host_of, json_body
 from tap_ad_invoices.redaction import register_secret
 
 LOGGER = logging.getLogger("tap_ad_invoices.lwa")
@@ -29,6 +35,8 @@ LWA_TOKEN_URLS = {
 
 # Refresh this long before the announced expiry, so a token never dies mid-call.
 EXPIRY_MARGIN_SECONDS = 120
+# OAuth error codes that mean the credentials themselves are refused: a human must act.
+REFUSED_CREDENTIALS = ("invalid_grant", "unauthorized_client", "invalid_client")
 
 
 class LoginWithAmazon:
@@ -50,19 +58,22 @@ class LoginWithAmazon:
         self._client_secret = client_secret
         self._refresh_token = refresh_token
         self._settings_prefix = settings_prefix  # "amazon_ads" or "amazon_business", for messages
-        self._session = session or requests.Session()
-        self._retry = retry or RetryPolicy(max_tries=4)
+        self._http = HttpClient(
+            base_url="", retry=retry, sleep=sleep, session=session, timeout=(10.0, 60.0)
+        )
         self._clock = clock
-        self._sleep = sleep
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
+        self._refused: AuthorizationExpired | None = None
         self.refresh_count = 0
         for secret in (client_secret, refresh_token):
             register_secret(secret)
 
     def access_token(self) -> str:
         with self._lock:
+            if self._refused is not None:
+                raise AuthorizationExpired(str(self._refused))
             if self._token is None or self._clock() >= self._expires_at:
                 self._refresh()
             assert self._token is not None
@@ -80,40 +91,42 @@ class LoginWithAmazon:
             "client_id": self._client_id,
             "client_secret": self._client_secret,
         }
-        for attempt in range(1, self._retry.max_tries + 1):
-            try:
-                response = self._session.post(self.token_url, data=body, timeout=(10, 60))
-            except requests.exceptions.RequestException as exc:
-                if attempt == self._retry.max_tries:
-                    raise ApiError(
-                        f"Login with Amazon token request failed: {type(exc).__name__}"
-                    ) from None
-                self._sleep(self._retry.backoff(attempt))
-                continue
-            if response.status_code == 200:
-                payload = response.json()
-                self._token = payload["access_token"]
-                register_secret(self._token)
-                expires_in = float(payload.get("expires_in", 3600))
-                self._expires_at = self._clock() + max(0.0, expires_in - EXPIRY_MARGIN_SECONDS)
-                self.refresh_count += 1
-                LOGGER.info("Login with Amazon: new access token, valid %.0fs", expires_in)
-                return
-            if response.status_code == 429 or response.status_code >= 500:
-                if attempt == self._retry.max_tries:
-                    break
-                self._sleep(self._retry.backoff(attempt))
-                continue
-            # Never log the body verbatim: token endpoints may echo what they were sent.
-            code, _ = describe_error(response)
-            if code in ("invalid_grant", "unauthorized_client", "invalid_client"):
-                raise AuthorizationExpired(
-                    f"Login with Amazon refused the credentials ({code}): re-authorise the "
-                    f"application and put the new refresh token in "
-                    f"{self._settings_prefix}.refresh_token (and check "
-                    f"{self._settings_prefix}.client_id / client_secret)"
-                )
-            raise ApiError(
-                f"Login with Amazon token request failed: HTTP {response.status_code} {code or ''}"
+        try:
+            response = self._http.request(
+                "POST",
+                self.token_url,
+                operation="Login with Amazon token request",
+                authenticated=False,
+                ok=(200,),
+                data=body,
             )
-        raise ApiError("Login with Amazon token endpoint kept failing (429/5xx)")
+        except HostUnreachable:
+            raise
+        except ApiError as exc:
+            if exc.code in REFUSED_CREDENTIALS:
+                self._refused = self._refusal(exc.code)
+                raise self._refused from None
+            if exc.status is None or exc.status == 429 or exc.status >= 500:
+                # The endpoint kept failing for max_retry_seconds: not the credentials' fault.
+                raise ApiError(f"cannot reach {host_of(self.token_url)}: {exc}") from None
+            # Never the body verbatim: token endpoints may echo what they were sent.
+            raise ApiError(
+                f"Login with Amazon token request failed: HTTP {exc.status} {exc.code or ''}",
+                status=exc.status,
+                code=exc.code,
+            ) from None
+        payload = json_body(response, "Login with Amazon token request")
+        self._token = str(payload["access_token"])
+        register_secret(self._token)
+        expires_in = float(payload.get("expires_in", 3600))
+        self._expires_at = self._clock() + max(0.0, expires_in - EXPIRY_MARGIN_SECONDS)
+        self.refresh_count += 1
+        LOGGER.info("Login with Amazon: new access token, valid %.0fs", expires_in)
+
+    def _refusal(self, code: str) -> AuthorizationExpired:
+        return AuthorizationExpired(
+            f"Login with Amazon refused the credentials ({code}): re-authorise the "
+            f"application and put the new refresh token in "
+            f"{self._settings_prefix}.refresh_token (and check "
+            f"{self._settings_prefix}.client_id / client_secret)"
+        )

@@ -306,7 +306,8 @@ def test_authentication_failure_asks_for_reauthorisation(
     if where == "token":
         emulator.knobs["google_invalid_grant"] = True
     else:
-        emulator.add_fault(Fault("google.list_invoices", kind="grpc", status=401, count=1))
+        # Rejected again after the one refresh: the new token does not help either.
+        emulator.add_fault(Fault("google.list_invoices", kind="grpc", status=401, count=2))
     run = run_tap(config(google, customer_ids=["1111111111"]), tmp_path)
     assert run.returncode == 1
     # The SDK adds its own "An unhandled error occurred while syncing" line; ours is the one.

@@ -40,6 +40,7 @@ class AmazonAdsClient:
             client_secret=settings.client_secret,
             refresh_token=settings.refresh_token,
             settings_prefix="amazon_ads",
+            retry=retry,
         )
         self.http = HttpClient(
             base_url=settings.api_url,
@@ -62,13 +63,13 @@ class AmazonAdsClient:
             body: dict[str, object] = {"maxResults": 100}
             if next_token:
                 body["nextToken"] = next_token
-            page = self.http.request(
+            page = self.http.request_json(
                 "POST",
                 "/adsAccounts/list",
                 operation="adsAccounts/list",
                 json=body,
                 headers={"Content-Type": ACCOUNTS_MEDIA_TYPE, "Accept": ACCOUNTS_MEDIA_TYPE},
-            ).json()
+            )
             ids += [a["adsAccountId"] for a in page.get("adsAccounts", [])]
             next_token = page.get("nextToken")
             if not next_token:
@@ -104,13 +105,13 @@ class AmazonAdsClient:
         }
         if self.settings.country_codes:
             body["countryCodes"] = list(self.settings.country_codes)
-        answer = self.http.request(
+        answer = self.http.request_json(
             "POST",
             "/billingStatements",
             operation=f"POST /billingStatements [{request.account_id}]",
             json=body,
             headers={"Amazon-Ads-AccountId": request.account_id},
-        ).json()
+        )
         # The OpenAPI model says billingStatementRequestId, the guide's sample billingStatementId.
         statement_id = answer.get("billingStatementRequestId") or answer.get("billingStatementId")
         if not statement_id:
@@ -121,12 +122,12 @@ class AmazonAdsClient:
         return str(statement_id)
 
     def get_billing_statement(self, request: StatementRequest, statement_id: str) -> JobUpdate:
-        answer = self.http.request(
+        answer = self.http.request_json(
             "GET",
             f"/billingStatements/{statement_id}",
             operation=f"GET /billingStatements [{request.account_id}]",
             headers={"Amazon-Ads-AccountId": request.account_id},
-        ).json()
+        )
         status = _STATUS.get(str(answer.get("reportStatus")))
         if status is None:
             raise ApiError(f"unexpected reportStatus {answer.get('reportStatus')!r}")

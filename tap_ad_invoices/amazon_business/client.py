@@ -58,6 +58,7 @@ class AmazonBusinessClient:
             client_secret=settings.client_secret,
             refresh_token=settings.refresh_token,
             settings_prefix=KEY,
+            retry=retry,
         )
         self.http = HttpClient(
             base_url=settings.api_url,
@@ -66,7 +67,7 @@ class AmazonBusinessClient:
             bearer_header=("x-amz-access-token", "{token}"),
             # The Document API answers 403, not 401, for an expired access token.
             refresh_on=(401, 403),
-            retry=retry or RetryPolicy(max_tries=8, base_delay=1.0, max_delay=60.0),
+            retry=retry,
         )
         self.buckets = {
             name: TokenBucket(rate, burst) for name, (rate, burst) in USAGE_PLANS.items()
@@ -82,14 +83,13 @@ class AmazonBusinessClient:
             "feedEndDate": iso_utc(feed_end),
         }
         while True:
-            response = self.http.request(
+            body = self.http.request_json(
                 "GET",
                 TRANSACTIONS_PATH,
                 operation="getTransactions",
                 bucket=self.buckets["getTransactions"],
                 params=params,
             )
-            body = response.json()
             yield from body.get("transactions") or []
             token = body.get("nextPageToken")
             if not token:
@@ -101,18 +101,18 @@ class AmazonBusinessClient:
         """getInvoiceDetailsByOrderLineItems: at most 25 {orderId, orderLineItemId, shipmentId}."""
         if len(line_items) > MAX_LINE_ITEMS_PER_CALL:
             raise ValueError(f"at most {MAX_LINE_ITEMS_PER_CALL} line items per call")
-        response = self.http.request(
+        body = self.http.request_json(
             "POST",
             INVOICES_PATH,
             operation="getInvoiceDetailsByOrderLineItems",
             bucket=self.buckets["getInvoiceDetailsByOrderLineItems"],
             json={"orderLineItems": list(line_items)},
         )
-        return list(response.json().get("invoiceDetailsByOrderLineItems") or [])
+        return list(body.get("invoiceDetailsByOrderLineItems") or [])
 
     # -- Document API -----------------------------------------------------------------
     def create_report(self, invoice_id: str, document_type: str, marketplace_id: str) -> str:
-        response = self.http.request(
+        body = self.http.request_json(
             "POST",
             REPORTS_PATH,
             operation="createReport",
@@ -123,30 +123,25 @@ class AmazonBusinessClient:
                 "reportOptions": {"invoiceId": invoice_id, "documentType": document_type},
             },
         )
-        return str(response.json()["reportId"])
+        return str(body["reportId"])
 
     def get_report(self, report_id: str) -> dict[str, Any]:
-        response = self.http.request(
-            "GET",
-            f"{REPORTS_PATH}/{report_id}",
-            operation="getReport",
-            bucket=self.buckets["getReport"],
-        )
-        return dict(response.json())
+        return self._get_object(f"{REPORTS_PATH}/{report_id}", "getReport")
 
     def get_report_document(self, report_document_id: str) -> dict[str, Any]:
-        response = self.http.request(
-            "GET",
-            f"{DOCUMENTS_PATH}/{report_document_id}",
-            operation="getReportDocument",
-            bucket=self.buckets["getReportDocument"],
+        return self._get_object(f"{DOCUMENTS_PATH}/{report_document_id}", "getReportDocument")
+
+    def _get_object(self, path: str, operation: str) -> dict[str, Any]:
+        """GET one API object, under the operation's own rate limit."""
+        body = self.http.request_json(
+            "GET", path, operation=operation, bucket=self.buckets[operation]
         )
-        return dict(response.json())
+        return dict(body)
 
     def download(self, url: str, max_bytes: int, what: str) -> bytes:
-        """The presigned document, raw bytes, in memory, bounded by `max_bytes`.
+        """The presigned document, in memory, bounded by `max_bytes`, gzip/zip layers opened.
 
-        No Amazon auth header and no transparent decompression (authenticated=False);
+        No Amazon headers at all and no transparent decompression (authenticated=False);
         an expired link raises ApiError with status 403.
         """
         return fetch_bounded(self.http, url, max_bytes=max_bytes, what=what, authenticated=False)

@@ -28,9 +28,16 @@ from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2.credentials import Credentials
 
 from tap_ad_invoices.documents import fetch_bounded
-from tap_ad_invoices.errors import AuthorizationExpired
+from tap_ad_invoices.errors import ApiError, AuthorizationExpired
 from tap_ad_invoices.google_ads.config import KEY, GoogleAdsSettings
-from tap_ad_invoices.http import HttpClient, RetryPolicy
+from tap_ad_invoices.http import (
+    HOSTS,
+    HostHealth,
+    HttpClient,
+    RetryPolicy,
+    host_of,
+    is_refused_connection,
+)
 from tap_ad_invoices.redaction import redact, register_secret
 
 API_VERSION = "v26"
@@ -164,11 +171,15 @@ class GoogleAdsApi:
         *,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        hosts: HostHealth | None = None,
     ) -> None:
         self.settings = settings
-        self.retry = retry or RetryPolicy(max_tries=6, base_delay=1.0, max_delay=60.0)
+        self.retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._hosts = hosts or HOSTS
         self._lock = threading.Lock()
+        # A refresh token Google refused stays refused for the run: remembered, not re-asked.
+        self._refused: AuthorizationExpired | None = None
         if settings.root_certificates_file:
             # gRPC reads its trusted roots from this variable, once per process;
             # google-ads offers no parameter.
@@ -194,28 +205,48 @@ class GoogleAdsApi:
         self._google_ads = self.client.get_service("GoogleAdsService")
         self._invoices = self.client.get_service("InvoiceService")
         self._month_enum = self.client.enums.MonthOfYearEnum
-        self.pdf_http = HttpClient(base_url="", token_source=self, retry=self.retry, sleep=sleep)
+        self.pdf_http = HttpClient(
+            base_url="", token_source=self, retry=self.retry, sleep=sleep, hosts=self._hosts
+        )
 
     # -- OAuth ------------------------------------------------------------------------------
     def access_token(self) -> str:
         with self._lock:
+            if self._refused is not None:
+                raise AuthorizationExpired(str(self._refused))
             if not self.credentials.valid:
-                try:
-                    self.credentials.refresh(AuthRequest(self._session))
-                except auth_exceptions.RefreshError as exc:
-                    raise AuthorizationExpired(
-                        redact(f"Google refused {KEY}.refresh_token ({_first_line(exc)}). ")
-                        + REAUTHORISE.format(prefix=KEY, scope=SCOPE)
-                    ) from None
-                except auth_exceptions.TransportError as exc:
-                    raise AuthorizationExpired(
-                        f"cannot reach the Google token endpoint {KEY}.token_uri: "
-                        f"{_first_line(exc)}"
-                    ) from None
+                self._refresh()
             token = self.credentials.token
             assert token is not None
             register_secret(token)
             return str(token)
+
+    def _refresh(self) -> None:
+        """A new access token; a token endpoint that fails is "cannot reach", never "re-authorise".
+
+        google-auth retries 429/5xx of the token endpoint itself (marking what is left
+        `retryable`); a host that refuses connections is counted in the shared `HostHealth`.
+        """
+        host = host_of(self.settings.token_uri)
+        self._hosts.check(host)
+        try:
+            self.credentials.refresh(AuthRequest(self._session))
+        except auth_exceptions.RefreshError as exc:
+            if exc.retryable:
+                raise ApiError(
+                    f"cannot reach {host}: the Google token endpoint kept failing "
+                    f"({_first_line(exc)})"
+                ) from None
+            self._refused = AuthorizationExpired(
+                redact(f"Google refused {KEY}.refresh_token ({_first_line(exc)}). ")
+                + REAUTHORISE.format(prefix=KEY, scope=SCOPE)
+            )
+            raise self._refused from None
+        except auth_exceptions.TransportError as exc:
+            if is_refused_connection(exc.__cause__ or exc):
+                self._hosts.refused(host)  # raises HostUnreachable once the host is given up
+            raise ApiError(f"cannot reach {host}: {type(exc.__cause__ or exc).__name__}") from None
+        self._hosts.answered(host)
 
     def invalidate(self, token: str) -> None:
         with self._lock:
@@ -224,34 +255,46 @@ class GoogleAdsApi:
 
     # -- calls ------------------------------------------------------------------------------
     def call(self, what: str, function: Callable[[], T]) -> T:
-        """One logical call: quota waits as Google says, transient errors back off."""
-        attempt = 0
+        """One logical call: quota waits as Google says, transient errors back off,
+        within `max_retry_seconds`; a rejected access token is refreshed once."""
+        budget = self.retry.start()
+        refreshed = False
         while True:
-            attempt += 1
+            token = self.access_token()
             try:
                 return function()
             except (GoogleAdsException, grpc.RpcError, api_exceptions.GoogleAPICallError) as exc:
                 error = AdsError.from_exception(exc)
                 if error is None:
                     raise
+            if error.unauthenticated and not refreshed:
+                # Access tokens die before their announced expiry (revoked, rotated): the
+                # next access_token() fetches a new one, or says why it cannot.
+                LOGGER.info("%s: %s, refreshing the access token once", what, error.status)
+                self.invalidate(token)
+                refreshed = True
+                continue
             if error.unauthenticated:
                 raise AuthorizationExpired(
                     f"Google Ads rejected the credentials for {what}: {error}. "
                     + REAUTHORISE.format(prefix=KEY, scope=SCOPE)
                 )
-            if not (error.retryable_quota or error.transient) or attempt >= self.retry.max_tries:
+            if not (error.retryable_quota or error.transient):
                 raise error
+            wait = None
             if error.retry_delay is not None:
-                delay = min(error.retry_delay, MAX_RETRY_DELAY_SECONDS)
-            else:
-                delay = self.retry.backoff(attempt)
+                wait = min(error.retry_delay, MAX_RETRY_DELAY_SECONDS)
+            delay = budget.next_delay(wait)
+            if delay is None:
+                raise error
             LOGGER.warning(
-                "%s: %s; retry %d/%d in %.2fs",
+                "%s: %s; retry %d in %.2fs (%.0fs of max_retry_seconds=%g spent)",
                 what,
                 error,
-                attempt,
-                self.retry.max_tries - 1,
+                budget.attempts,
                 delay,
+                budget.elapsed,
+                self.retry.max_retry_seconds,
             )
             self._sleep(delay)
 
