@@ -29,8 +29,16 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 from tap_ad_invoices.emulator import Emulator
 from tap_ad_invoices.emulator import meta as fake
 from tap_ad_invoices.errors import ConfigError
-from tap_ad_invoices.meta.client import MAX_PACE_SECONDS, SLOW_FROM, MetaGraph
+from tap_ad_invoices.meta.client import (
+    MAX_PACE_SECONDS,
+    SLOW_FROM,
+    GraphError,
+    MetaGraph,
+    Usage,
+    parse_usage,
+)
 from tap_ad_invoices.meta.config import MetaSettings
+from tap_ad_invoices.meta.conversion import invoice_record
 from tap_ad_invoices.redaction import strip_query
 from tap_ad_invoices.tap import TapAdInvoices, check_config
 from tests.tap_runner import TapRun, parse_output, run_tap
@@ -411,6 +419,49 @@ def test_config_errors_name_the_setting() -> None:
         )
     with pytest.raises(ConfigError, match=r"meta\.access_token"):
         check_config({**base, "meta": {"business_ids": ["1"]}})
+
+
+def test_usage_header_and_graph_error_codes() -> None:
+    header = json.dumps(
+        {
+            "111": [{"call_count": 12, "total_cputime": 80, "total_time": 40}],
+            "222": [{"call_count": 100, "estimated_time_to_regain_access": 3}],
+        }
+    )
+    assert parse_usage(header, "111") == Usage(percent=80.0, regain_seconds=0.0)
+    assert parse_usage(header, "222") == Usage(percent=100.0, regain_seconds=180.0)
+    assert parse_usage("not json", "111") is None
+    body = {"error": {"code": 80004, "error_subcode": 2446079, "message": "too many calls"}}
+    assert GraphError.from_body("x", 400, body).throttled
+    for code in (4, 17, 32, 613, 80000, 80099):
+        assert GraphError("x", 400, code, None, "").throttled
+    assert not GraphError("x", 400, 100, None, "").throttled
+    assert GraphError("x", 400, 190, 463, "expired").token_invalid
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"amount": "$1,234.56"},  # written for people: refused, never guessed
+        {"amount": "1e3"},
+        {"amount_due": {"amount": "10.00", "amount_in_hundredths": "1000.5"}},
+        {"amount_due": {"amount": "10.00", "offsetted_amount": "10"}},  # USD has 2 digits
+        {"amount_due": {"amount": "10.00", "currency": "EUR"}},
+        {"type": "RECEIPT"},
+    ],
+)
+def test_conversion_refuses_what_it_cannot_read_exactly(change: dict[str, Any]) -> None:
+    raw = {"id": "1", "type": "INV", "currency": "USD", "amount": "10.00", **change}
+    with pytest.raises(ValueError):
+        invoice_record(raw, "111")
+
+
+def test_jpy_minor_units_use_the_currency_offset() -> None:
+    due = {"amount": "512345", "amount_in_hundredths": "51234500", "offsetted_amount": "512345"}
+    raw = {"id": "1", "type": "INV", "currency": "JPY", "amount": "512345", "amount_due": due}
+    record = invoice_record(raw, "111")
+    assert record["amount_due"]["offsetted_amount"] == 512345
+    assert record["amount_due"]["amount"] == Decimal("512345")
 
 
 # The SDK's standard tap tests (schema, records, state) for a Meta-only config. The SDK

@@ -1,7 +1,7 @@
 """What each stream's table must hold, derived from the emulator's ground truth.
 
 Amazon Ads (and its rows of `invoices`) is asserted column by column, every column
-required. Google Ads and Amazon Business are checked by keys, counts, and the
+required. Google Ads, Amazon Business and Meta are checked by keys, counts, and the
 amounts, types and digests their truth holds, for the columns the streams have. A
 stream the tap gains later and that is not listed here still gets the generic
 checks (table present, no duplicate keys, equal after crashes).
@@ -185,6 +185,55 @@ AMAZON_BUSINESS_DOCUMENTS = StreamExpectation(
     owns=lambda key: False,
 )
 
+# -- Meta ------------------------------------------------------------------------------
+
+
+def _meta_issued(truth: dict[str, Any], start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+    return [i for i in truth["invoices"] if start <= _date(i["_issue_date"]) <= end]
+
+
+def meta_invoice_rows(
+    truth: dict[str, Any], start: dt.date, end: dt.date
+) -> dict[Key, dict[str, Any]]:
+    return {
+        (invoice["_business"], invoice["id"]): {
+            "invoice_id": invoice["invoice_id"],
+            "type": invoice["type"],
+            "currency": invoice["currency"],
+            "issue_date": _date(invoice["_issue_date"]),
+            "amount": Decimal(invoice["amount"]),
+            "payment_status": invoice["payment_status"],
+            "pdf_sha256": truth["pdf_sha256"][invoice["id"]],
+        }
+        for invoice in _meta_issued(truth, start, end)
+    }
+
+
+def meta_campaign_rows(
+    truth: dict[str, Any], start: dt.date, end: dt.date
+) -> dict[Key, dict[str, Any]]:
+    return {
+        (invoice["id"], number): {
+            "campaign_id": line["campaign_id"],
+            "amount": Decimal(line["amount"]),
+            "impressions": line["impressions"],
+        }
+        for invoice in _meta_issued(truth, start, end)
+        for number, line in enumerate(truth["campaigns"][invoice["id"]], start=1)
+    }
+
+
+META_INVOICES = StreamExpectation(
+    source="meta",
+    rows=meta_invoice_rows,
+    date_columns=("issue_date",),
+    numeric_columns=("amount",),
+    json_columns=("amount_due", "billed_amount_details"),
+)
+META_CAMPAIGNS = StreamExpectation(
+    source="meta", rows=meta_campaign_rows, numeric_columns=("amount",)
+)
+
 # -- invoices: every platform in one shape (Amazon Ads rows asserted) --------------------
 
 
@@ -233,4 +282,6 @@ EXPECTATIONS: dict[str, StreamExpectation] = {
     "google_ads_invoices": GOOGLE_ADS,
     "amazon_business_transactions": AMAZON_BUSINESS_TRANSACTIONS,
     "amazon_business_invoice_documents": AMAZON_BUSINESS_DOCUMENTS,
+    "meta_invoices": META_INVOICES,
+    "meta_invoice_campaigns": META_CAMPAIGNS,
 }
