@@ -25,7 +25,7 @@ from tap_ad_invoices.amazon_ads.client import AmazonAdsClient, StatementRequest
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
 from tap_ad_invoices.amazon_business.client import AmazonBusinessClient
 from tap_ad_invoices.amazon_business.config import AmazonBusinessSettings
-from tap_ad_invoices.documents import fetch_bounded
+from tap_ad_invoices.documents import DocumentError, fetch_bounded
 from tap_ad_invoices.emulator import Emulator, Fault
 from tap_ad_invoices.emulator.amazon_ads import ACCOUNTS
 from tap_ad_invoices.emulator.cli import tap_config
@@ -222,6 +222,18 @@ def test_a_document_broken_every_time_is_one_clear_error_when_the_budget_is_spen
             http, f"{server.url}/doc.gz", max_bytes=10**6, what="invoice 7", authenticated=False
         )
     assert len(server.requests) > 1
+
+
+def test_a_document_larger_than_max_bytes_is_refused_not_retried(
+    scripted: list[Scripted],
+) -> None:
+    server = serve(scripted, Answer(200, PDF))
+    http = HttpClient(base_url="", retry=quick())
+    url = f"{server.url}/doc.pdf"
+    assert fetch_bounded(http, url, max_bytes=len(PDF), what="doc", authenticated=False) == PDF
+    with pytest.raises(DocumentError, match=r"larger than documents\.max_bytes"):
+        fetch_bounded(http, url, max_bytes=len(PDF) - 1, what="doc", authenticated=False)
+    assert len(server.requests) == 2
 
 
 # -- JSON ----------------------------------------------------------------------------------

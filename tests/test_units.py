@@ -258,32 +258,6 @@ def test_numbers_given_as_text_are_read_as_numbers():
     assert section["lookback_days"] == 30 and isinstance(section["lookback_days"], int)
 
 
-def test_document_fetch_is_bounded_and_reports_a_cut_off_body_as_io_error():
-    from tap_ad_invoices.documents import DocumentError, fetch_bounded
-    from tap_ad_invoices.emulator import Emulator, Fault
-    from tap_ad_invoices.errors import ApiError
-    from tap_ad_invoices.http import HttpClient, RetryPolicy
-
-    with Emulator() as emulator:
-        emulator.sources["amazon_ads"].statements["s"] = {
-            "account_id": "amzn1.ads-account.g.emu1na000001",
-            "start": D(2025, 1, 1),
-            "end": D(2025, 12, 31),
-            "countries": [],
-            "polls": 0,
-            "n": 1,
-        }
-        url = emulator.presign("/s3/billing-statements/s/file.csv", 60)
-        http = HttpClient(base_url="", retry=RetryPolicy(max_retry_seconds=0))
-        whole = fetch_bounded(http, url, max_bytes=10**6, what="doc", authenticated=False)
-        assert whole.startswith(b"\xef\xbb\xbfInvoice Number")
-        emulator.add_fault(Fault("ads.statements.download", kind="truncate"))
-        with pytest.raises(ApiError, match="body cut off"):
-            fetch_bounded(http, url, max_bytes=10**6, what="doc", authenticated=False)
-        with pytest.raises(DocumentError, match=r"documents\.max_bytes"):
-            fetch_bounded(http, url, max_bytes=len(whole) - 1, what="doc", authenticated=False)
-
-
 @pytest.mark.parametrize(
     ("lookback", "window", "expected_windows"),
     [(90, 90, 1), (89, 90, 1), (91, 90, 1), (95, 90, 2), (100, 90, 2), (180, 90, 2), (30, 90, 1)],
