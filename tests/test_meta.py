@@ -167,7 +167,8 @@ def test_requests_are_graph_requests(graph: fake.MetaEmulator, tmp_path: Path) -
     for request in graph.invoice_requests:
         assert set(request["fields"].split(",")) == set(graph.invoice_fields())
         assert request["issue_start_date"] == "2025-01-01"
-        assert request["issue_end_date"] == (dt.date.today() + dt.timedelta(days=1)).isoformat()
+        tomorrow = fake.utc_today() + dt.timedelta(days=1)  # issue_end_date is exclusive
+        assert request["issue_end_date"] == tomorrow.isoformat()
     assert {r["business"] for r in graph.invoice_requests} == set(graph.truth()["businesses"])
 
 

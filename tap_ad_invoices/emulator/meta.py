@@ -2,7 +2,7 @@
 
 Two businesses on monthly invoicing (USD and JPY) and one paid by card. Each
 invoiced business gets a monthly invoice (INV) per billing period for the last
-five months, issued on the 2nd of the next month; the USD business also has a
+five months, issued on the 1st of the next month; the USD business also has a
 credit memo (CM), a debit memo (DM) and a pro forma (PRO_FORMA), the JPY one a
 credit memo. Dates are anchored to the day the emulator starts, so look-back
 windows always have something to re-read.
@@ -47,6 +47,11 @@ ROUTE_INVOICES = "meta.business_invoices"
 ROUTE_CAMPAIGNS = "meta.campaigns"
 ROUTE_PDF_GRAPH = "meta.pdf.graph"
 ROUTE_PDF_CDN = "meta.pdf.cdn"
+
+
+def utc_today() -> dt.date:
+    """The tap's runs end today in UTC (settings.sync_range): the emulator's clock agrees."""
+    return dt.datetime.now(dt.timezone.utc).date()
 
 
 def _month(day: dt.date, delta: int) -> dt.date:
@@ -117,7 +122,9 @@ class MetaBook:
     ) -> dict[str, Any]:
         self._serial += 1
         node = f"{business[-4:]}{self._serial:08d}"
-        issue = _month(period, 1).replace(day=2) if kind != "PRO_FORMA" else period.replace(day=3)
+        # Issued on the first day after the period (a pro forma: on the period's first day),
+        # so no invoice is ever issued after today, whatever day the emulator starts.
+        issue = period if kind == "PRO_FORMA" else _month(period, 1)
         rate = Decimal("0.10") if currency == "JPY" else Decimal("0.0825")
         tax = (net * rate).quantize(Decimal(1) if currency == "JPY" else Decimal("0.01"))
         total = net + tax
@@ -196,7 +203,7 @@ class MetaEmulator:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
         self.lock = threading.Lock()
-        self.book = MetaBook(dt.date.today(), self.graph_url)
+        self.book = MetaBook(utc_today(), self.graph_url)
         # Every business_invoices query, as the tap sent it (for request-shape tests).
         self.invoice_requests: list[dict[str, Any]] = []
         self.pdf_requests: list[dict[str, Any]] = []
@@ -418,7 +425,7 @@ def install(emulator: Emulator) -> MetaEmulator:
         fields = _fields(request, meta.invoice_fields())
         if isinstance(fields, Response):
             return fields
-        today = dt.date.today()
+        today = utc_today()
         period_from = request.param("start_date") or _month(today, -6).isoformat()
         period_to = request.param("end_date") or "9999-12-31"
         issued_from = request.param("issue_start_date") or "0000-01-01"
