@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -85,10 +85,16 @@ def signed_total(invoice: dict[str, Any]) -> Decimal | None:
 def test_every_field_pdf_and_campaign_line_matches_the_truth(
     graph: fake.MetaEmulator, tmp_path: Path
 ) -> None:
+    graph.emulator.knobs["meta_page_size"] = 2  # invoices and campaign lines span pages
     run = run_tap(config(graph, tmp_path), tmp_path / "run")
     assert run.returncode == 0, run.stderr
     truth = graph.truth()
     expected = {i["id"]: i for i in truth["invoices"]}
+    per_business = Counter(i["_business"] for i in truth["invoices"])
+    pages = sum(-(-count // 2) for count in per_business.values())
+    assert graph.emulator.counters[fake.ROUTE_INVOICES] == pages
+    lines_pages = sum(-(-len(lines) // 2) for lines in truth["campaigns"].values())
+    assert graph.emulator.counters[fake.ROUTE_CAMPAIGNS] == lines_pages
     records = run.records[STREAM]
     assert sorted(r["id"] for r in records) == sorted(expected)
     assert {r["type"] for r in records} == {"INV", "CM", "DM", "PRO_FORMA"}
