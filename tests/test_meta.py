@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from tap_ad_invoices.meta.config import MetaSettings
 from tap_ad_invoices.meta.conversion import invoice_record
 from tap_ad_invoices.redaction import strip_query
 from tap_ad_invoices.tap import TapAdInvoices, check_config
+from tests.reconcile import assert_reconciles
 from tests.tap_runner import TapRun, parse_output, run_tap
 
 STREAM = "meta_invoices"
@@ -80,6 +82,12 @@ def signed_total(invoice: dict[str, Any]) -> Decimal | None:
     """What `invoices` must carry, from Graph's type alone: CM negative, INV/DM positive."""
     total = abs(Decimal(invoice["billed_amount_details"]["total_amount"]))
     return {"INV": total, "DM": total, "CM": -total, "PRO_FORMA": None}[invoice["type"]]
+
+
+def source_signed_total(record: Mapping[str, Any]) -> Decimal | None:
+    """The same rule applied to a meta_invoices record, for tests.reconcile."""
+    total = abs(record["billed_amount_details"]["total_amount"])
+    return {"INV": total, "DM": total, "CM": -total, "PRO_FORMA": None}[record["type"]]
 
 
 def test_every_field_pdf_and_campaign_line_matches_the_truth(
@@ -192,6 +200,18 @@ def test_invoices_rows_signed_and_reconciled_per_currency(
         assert row["account_id"] == invoice["_business"]
         assert row["document_kind"] == KINDS[invoice["type"]]
         assert row["total_amount"] == signed_total(invoice)
+        billed = invoice["billed_amount_details"]
+        for field, part in (("subtotal_amount", "net_amount"), ("tax_amount", "tax_amount")):
+            amount = abs(Decimal(billed[part]))
+            sign = {"INV": 1, "DM": 1, "CM": -1, "PRO_FORMA": None}[invoice["type"]]
+            assert row[field] == (None if sign is None else sign * amount), field
+        assert row["issue_date"] == invoice["_issue_date"]
+        assert row["due_date"] == invoice["due_date"][:10]
+        period = dt.date.fromisoformat(invoice["billing_period"])
+        assert row["service_start_date"] == period.isoformat()
+        following = dt.date(period.year + period.month // 12, period.month % 12 + 1, 1)
+        assert row["service_end_date"] == (following - dt.timedelta(days=1)).isoformat()
+        assert row["account_name"] == invoice["advertiser_name"]
         assert row["status"] == invoice["payment_status"].lower()
         assert row["source_stream"] == STREAM
         pro_forma = invoice["type"] == "PRO_FORMA"
@@ -199,19 +219,19 @@ def test_invoices_rows_signed_and_reconciled_per_currency(
     assert {r["document_kind"] for r in rows} >= {"credit_memo", "debit_memo", "pro_forma"}
 
     # Per currency: the sum over `invoices` equals the sum over meta_invoices (pro formas
-    # excluded, credit memos subtracted) and the emulator's own books.
-    unified: dict[str, Decimal] = defaultdict(Decimal)
-    for row in rows:
-        unified[row["currency"]] += row["total_amount"] or 0
-    source: dict[str, Decimal] = defaultdict(Decimal)
-    for record in run.records[STREAM]:
-        total = record["billed_amount_details"]["total_amount"]
-        sign = {"INV": 1, "DM": 1, "CM": -1, "PRO_FORMA": 0}[record["type"]]
-        source[record["currency"]] += sign * abs(total)
-    books: dict[str, Decimal] = defaultdict(Decimal)
+    # excluded, credit memos subtracted), every record is in it once, and both equal the
+    # emulator's own books.
+    sums = assert_reconciles(
+        run,
+        "meta",
+        STREAM,
+        source_total=source_signed_total,
+        source_keys=tuple(PK),
+    )
+    books: dict[str | None, Decimal] = defaultdict(Decimal)
     for invoice in truth.values():
         books[invoice["currency"]] += signed_total(invoice) or 0
-    assert dict(unified) == dict(source) == dict(books)
+    assert sums == dict(books)
     assert set(books) == {"USD", "JPY"}
 
 
