@@ -449,6 +449,38 @@ def test_config_errors_name_the_setting() -> None:
         check_config({**base, "meta": {"business_ids": ["1"]}})
 
 
+def selecting(cfg: dict[str, Any], workdir: Path, selected: set[str]) -> dict[str, Any]:
+    """The tap's own catalog for `cfg`, with only `selected` streams selected."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "discover.json").write_text(json.dumps(cfg))
+    command = [sys.executable, "-m", "tap_ad_invoices", "--config", str(workdir / "discover.json")]
+    done = subprocess.run([*command, "--discover"], capture_output=True, text=True, check=True)
+    catalog: dict[str, Any] = json.loads(done.stdout)
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] in selected
+    return catalog
+
+
+@pytest.mark.parametrize(
+    "selected", [{CAMPAIGNS}, {STREAM, "invoices"}], ids=["campaigns only", "no campaigns"]
+)
+def test_campaign_lines_cost_calls_only_when_selected(
+    graph: fake.MetaEmulator, tmp_path: Path, selected: set[str]
+) -> None:
+    cfg = config(graph, tmp_path, download_pdfs=False)
+    catalog = selecting(cfg, tmp_path / "discover", selected)
+    run = run_tap(cfg, tmp_path / "run", catalog=catalog)
+    assert run.returncode == 0, run.stderr
+    assert set(run.records) == selected
+    campaign_calls = graph.emulator.counters[fake.ROUTE_CAMPAIGNS]
+    assert (campaign_calls > 0) == (CAMPAIGNS in selected)
+    if CAMPAIGNS in selected:
+        lines = sum(len(v) for v in graph.truth()["campaigns"].values())
+        assert len(run.records[CAMPAIGNS]) == lines
+
+
 def test_usage_header_and_graph_error_codes() -> None:
     header = json.dumps(
         {
