@@ -128,10 +128,14 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
         bookmarks: dict[str, Any] = self.stream_state.setdefault(BOOKMARKS_KEY, {})
         graph = MetaGraph(self.settings)
         workers = int(self.config.get("max_workers") or 4)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meta") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meta")
+        try:
             for business in self.settings.business_ids:
                 yield from self._business(graph, pool, business, bookmarks)
                 self.checkpoint()  # after its records: a killed run keeps this business
+        finally:
+            # A refused token ends the source: queued PDF and campaign calls are dropped.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _business(
         self,
@@ -169,7 +173,8 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
             self.logger.info(
                 "Meta business %s: %d campaign line(s) so far", business, self.campaigns.emitted
             )
-        if complete:
+        synced = (bookmarks.get(business) or {}).get("issued_through") or ""
+        if complete and last.isoformat() > synced:  # a backfill (earlier end_date) keeps it
             bookmarks[business] = {"issued_through": last.isoformat()}
 
     def _start(
