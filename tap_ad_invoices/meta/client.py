@@ -297,7 +297,8 @@ class MetaGraph:
         self, path: str, params: dict[str, str], what: str, business_id: str
     ) -> list[dict[str, Any]]:
         """Follows cursors.after while Graph says there is a next page. The `next` URL
-        itself is not fetched: Graph writes the access token into it."""
+        itself is not fetched: Graph copies the query into it, access_token included when
+        a client sends it there, and a URL is not a place a credential should travel."""
         items: list[dict[str, Any]] = []
         query = dict(params)
         while True:
