@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from tap_ad_invoices.errors import ConfigError
+from tap_ad_invoices.http import DEFAULT_MAX_RETRY_SECONDS, RetryPolicy
 
 
 def parse_date_setting(name: str, value: Any) -> dt.datetime:
@@ -71,3 +72,9 @@ def sync_range(config: Mapping[str, Any]) -> tuple[dt.datetime, dt.datetime]:
     if end < start:
         raise ConfigError("end_date", f"{end_value!r} is before start_date")
     return start, end
+
+
+def retry_policy(config: Mapping[str, Any]) -> RetryPolicy:
+    """The run's retry policy: how long one API call may keep retrying (`max_retry_seconds`)."""
+    value = config.get("max_retry_seconds")
+    return RetryPolicy(DEFAULT_MAX_RETRY_SECONDS if value is None else float(value))

@@ -7,6 +7,7 @@ import copy
 import difflib
 import math
 import sys
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -19,9 +20,10 @@ from singer_sdk.exceptions import ConfigValidationError
 from tap_ad_invoices import amazon_ads, amazon_business, google_ads, meta
 from tap_ad_invoices.documents import DEFAULT_MAX_BYTES, DocumentSettings, preflight_destination
 from tap_ad_invoices.errors import AuthorizationExpired, ConfigError, FailureLedger, describe
+from tap_ad_invoices.http import DEFAULT_MAX_RETRY_SECONDS
 from tap_ad_invoices.invoices import FeedsInvoices, InvoicesStream
 from tap_ad_invoices.redaction import install_log_redaction, redact, register_secret
-from tap_ad_invoices.settings import check_int, sync_range
+from tap_ad_invoices.settings import check_int, check_number, sync_range
 from tap_ad_invoices.sources import Source
 
 SOURCES: list[Source] = [
@@ -78,6 +80,13 @@ class TapAdInvoices(Tap):
             default=4,
             description="Concurrent API calls per source.",
         ),
+        th.Property(
+            "max_retry_seconds",
+            th.NumberType,
+            default=DEFAULT_MAX_RETRY_SECONDS,
+            description="How long one API call keeps retrying rate limits, 5xx, dropped "
+            "connections and cut-off downloads before its item fails (seconds).",
+        ),
         DOCUMENTS,
         *[source.config_property for source in SOURCES],
     ).to_dict()
@@ -116,7 +125,9 @@ class TapAdInvoices(Tap):
 
     def discover_streams(self) -> list[Stream]:
         streams = [
-            stream for source in self.configured_sources() for stream in source.streams(self)
+            self.guarded(stream, source.key)
+            for source in self.configured_sources()
+            for stream in source.streams(self)
         ]
         if not streams:
             return []
@@ -125,6 +136,21 @@ class TapAdInvoices(Tap):
             if isinstance(stream, FeedsInvoices):
                 stream.feed(invoices)
         return [*streams, invoices]  # last: it reports after the streams that feed it
+
+    def guarded(self, stream: Stream, source: str) -> Stream:
+        """The stream, its records read through the failure boundary of its source.
+
+        Done here, once, for every stream of every source: refused credentials fail
+        the source (one line, its later streams skipped) and anything else escaping
+        the stream's own units fails that stream; either way the other sources run.
+        """
+        read = stream.get_records
+
+        def get_records(context: Any) -> Iterable[Any]:
+            return self.failures.guard(source, stream.name, read(context), stream.logger)
+
+        setattr(stream, "get_records", get_records)  # noqa: B010 (mypy: no method assignment)
+        return stream
 
     # -- running --------------------------------------------------------------------
     # The SDK marks sync_all final; extending it (not replacing it) is the one place
@@ -259,6 +285,7 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(path or "config", error.message)
     sync_range(config)
     check_int("", "max_workers", config.get("max_workers"), minimum=1)
+    check_number("", "max_retry_seconds", config.get("max_retry_seconds"), minimum=0)
     DocumentSettings.from_config(config)
     configured = [source for source in SOURCES if config.get(source.key)]
     if not configured:

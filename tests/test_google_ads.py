@@ -270,8 +270,8 @@ def test_permission_denied_for_one_customer(
     assert run.returncode == 1
     assert "1 item(s) failed" in run.stderr
     assert (
-        "google_ads_invoices [customer 7777777777]: authorization_error.USER_PERMISSION_DENIED"
-        in (run.stderr)
+        "google_ads_invoices [customer 7777777777]: AdsError: "
+        "authorization_error.USER_PERMISSION_DENIED" in (run.stderr)
     )
     truth = google.truth()
     assert {r["id"] for r in run.records[STREAM]} == served_ids(truth, INVOICED[:3])
@@ -310,11 +310,12 @@ def test_authentication_failure_asks_for_reauthorisation(
         emulator.add_fault(Fault("google.list_invoices", kind="grpc", status=401, count=2))
     run = run_tap(config(google, customer_ids=["1111111111"]), tmp_path)
     assert run.returncode == 1
-    # The SDK adds its own "An unhandled error occurred while syncing" line; ours is the one.
-    lines = [line for line in error_lines(run) if "An unhandled error occurred" not in line]
+    # The source fails as a source: one line, naming the setting to fix, then the summary.
+    lines = [line for line in error_lines(run) if "FAILED" in line]
     assert len(lines) == 1, run.stderr
-    assert "Authorization error" in lines[0]
+    assert "FAILED google_ads [every item]: AuthorizationExpired" in lines[0]
     assert "google_ads.refresh_token" in lines[0] and "7 days" in lines[0]
+    assert "1 item(s) failed" in run.stderr
     assert "Traceback" not in run.stderr
     assert_no_secrets(run, emulator)
 

@@ -1,18 +1,21 @@
 """Amazon Business API shapes -> records, and transactions -> the documents to fetch.
 
 Amounts come as strings ({"currencyCode": "USD", "amount": "-2.99"}) and stay
-exact decimals; any money field may be null.
+exact decimals; any money field may be null. Anything that is not a plain
+decimal ("abc", "12,34", a float) raises, naming the field: the caller fails
+the transactions window that holds it rather than load a guessed number.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from tap_ad_invoices.documents import StoredDocument
-from tap_ad_invoices.money import parse_plain_decimal
+from tap_ad_invoices.money import AmountError, parse_plain_decimal
 
 # invoiceType (invoice details) -> documentType (createReport reportOptions).
 DOCUMENT_TYPE_BY_INVOICE_TYPE = {"STANDARD": "Invoice", "CREDIT_MEMO": "Credits"}
@@ -36,15 +39,51 @@ LINE_ITEM_MONEY = (
 )
 
 
-def _decimal(value: Any) -> Decimal | None:
+class MalformedTransaction(ValueError):
+    """A transaction the API sent without a field every record needs, or with a bad value."""
+
+
+def _decimal(value: Any, field: str) -> Decimal | None:
     # Money.amount is a machine-written decimal string: never the report grammar.
-    return parse_plain_decimal(value)
+    try:
+        return parse_plain_decimal(value)
+    except AmountError as exc:
+        raise MalformedTransaction(f"{field}: {exc}") from None
 
 
-def money(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def money(value: Mapping[str, Any] | None, field: str = "amount") -> dict[str, Any] | None:
     if not value:
         return None
-    return {"amount": _decimal(value.get("amount")), "currency_code": value.get("currencyCode")}
+    return {
+        "amount": _decimal(value.get("amount"), f"{field}.amount"),
+        "currency_code": value.get("currencyCode"),
+    }
+
+
+def check_transaction(txn: Any) -> None:
+    """Refuse a transaction without the keys that identify and bookmark it.
+
+    The model marks no field of Transaction required, but a record without
+    transactionId has no primary key and one without feedDate cannot be bookmarked.
+    """
+    if not isinstance(txn, Mapping):
+        raise MalformedTransaction(f"a transaction is not an object: {type(txn).__name__}")
+    for name in ("transactionId", "feedDate"):
+        if not txn.get(name):
+            named = txn.get("transactionId") or f"fed {txn.get('feedDate')}"
+            raise MalformedTransaction(f"transaction {named} has no {name}")
+    if feed_date(txn) is None:
+        raise MalformedTransaction(
+            f"transaction {txn['transactionId']} has feedDate {txn['feedDate']!r}, not ISO-8601"
+        )
+
+
+def feed_date(txn: Mapping[str, Any]) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(str(txn.get("feedDate")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
 def _person(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -65,18 +104,26 @@ def line_item_record(item: Mapping[str, Any]) -> dict[str, Any]:
         "unspsc": item.get("unspsc"),
         "product_title": item.get("productTitle"),
         "item_quantity": item.get("itemQuantity"),
-        "tax_rate": _decimal(item.get("taxRate")),
+        "tax_rate": _decimal(item.get("taxRate"), "taxRate"),
         "refund_reason": item.get("refundReason"),
         "merchant_legal_name": item.get("merchantLegalName"),
         "budget_id": item.get("budgetId"),
         "business_order_info": dict(item.get("businessOrderInfo") or {}) or None,
     }
     for name in LINE_ITEM_MONEY:
-        record[_snake(name)] = money(item.get(name))
+        record[_snake(name)] = money(item.get(name), name)
     return record
 
 
 def transaction_record(txn: Mapping[str, Any]) -> dict[str, Any]:
+    check_transaction(txn)
+    try:
+        return _transaction_record(txn)
+    except MalformedTransaction as exc:
+        raise MalformedTransaction(f"transaction {txn['transactionId']}: {exc}") from None
+
+
+def _transaction_record(txn: Mapping[str, Any]) -> dict[str, Any]:
     amount = txn.get("amount") or {}
     return {
         "transaction_id": txn["transactionId"],
@@ -86,10 +133,10 @@ def transaction_record(txn: Mapping[str, Any]) -> dict[str, Any]:
         "marketplace_id": txn.get("marketplaceId"),
         "invoice_number": txn.get("invoiceNumber"),
         "charge_identifier": txn.get("chargeIdentifier"),
-        "amount": _decimal(amount.get("amount")),
+        "amount": _decimal(amount.get("amount"), "amount"),
         "currency_code": amount.get("currencyCode"),
-        "ship_tax_rate": _decimal(txn.get("shipTaxRate")),
-        "gift_wrap_tax_rate": _decimal(txn.get("giftWrapTaxRate")),
+        "ship_tax_rate": _decimal(txn.get("shipTaxRate"), "shipTaxRate"),
+        "gift_wrap_tax_rate": _decimal(txn.get("giftWrapTaxRate"), "giftWrapTaxRate"),
         "legal_entity_name": txn.get("legalEntityName"),
         "purchasing_customer_group_name": txn.get("purchasingCustomerGroupName"),
         "payment_instrument_type": txn.get("paymentInstrumentType"),

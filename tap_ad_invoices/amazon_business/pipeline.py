@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from tap_ad_invoices.documents import DocumentError, DocumentStore, StoredDocument, unwrap_pdf
-from tap_ad_invoices.errors import ApiError
+from tap_ad_invoices.documents import DocumentStore, StoredDocument, unwrap_pdf
+from tap_ad_invoices.errors import ApiError, item_errors
 
 from .client import AmazonBusinessClient
 from .conversion import DocumentRequest
@@ -174,12 +174,12 @@ class DocumentPipeline:
                 and self._wait("createReport") == 0
             ):
                 request = waiting.popleft()
-                try:
+                with item_errors(LOGGER, f"createReport for {request.describe()}") as creation:
                     report_id = self.client.create_report(
                         request.invoice_number, request.document_type, request.marketplace_id
                     )
-                except (ApiError, KeyError, ValueError) as exc:
-                    outcome = Outcome(request, FAILED, detail=f"createReport: {exc}")
+                if creation.failed:
+                    outcome = Outcome(request, FAILED, detail=f"createReport: {creation.reason}")
                     self._count(outcome)
                     yield outcome
                 else:
@@ -269,10 +269,11 @@ class DocumentPipeline:
     ) -> Outcome | None:
         """PENDING to poll again, None when moved to `ready` or back to `waiting`."""
         request = report.request
-        try:
+        with item_errors(LOGGER, f"getReport {report.report_id}") as poll:
             body = self.client.get_report(report.report_id)
-        except ApiError as exc:
-            if exc.status == 404 and report.resumed:
+        if poll.failed:
+            exc = poll.error
+            if isinstance(exc, ApiError) and exc.status == 404 and report.resumed:
                 # A report from an earlier run is gone (Amazon keeps them 30-90 days).
                 LOGGER.warning(
                     "%s: report %s no longer exists; requesting a new one",
@@ -283,7 +284,11 @@ class DocumentPipeline:
                 return None
             # The report itself may be fine: keep its id, the next run polls it again.
             return Outcome(
-                request, FAILED, report.report_id, detail=f"getReport: {exc}", keep_report=True
+                request,
+                FAILED,
+                report.report_id,
+                detail=f"getReport: {poll.reason}",
+                keep_report=True,
             )
         status = str(body.get("processingStatus"))
         if status == DONE:
@@ -313,34 +318,39 @@ class DocumentPipeline:
         request = report.request
         assert report.report_document_id is not None
         what = f"{request.describe()} report document {report.report_document_id}"
-        try:
-            for attempt in range(1, LINK_ATTEMPTS + 1):
-                document = self.client.get_report_document(report.report_document_id)
-                try:
-                    raw = self.client.download(str(document["url"]), self.max_bytes, what)
-                except ApiError as exc:
-                    if exc.status == 403 and attempt < LINK_ATTEMPTS:
-                        LOGGER.warning(
-                            "%s: download link refused (expired?); asking for a new one", what
-                        )
-                        continue
-                    raise
-                # Never trust compressionAlgorithm: sniff gzip / zip / %PDF in memory.
-                pdf = unwrap_pdf(raw, self.max_bytes, what)
-                stored = self.store.store(
-                    pdf,
-                    source="amazon_business",
-                    account=request.marketplace_id,
-                    name=f"{request.invoice_number}-{request.document_type}",
-                )
-                return Outcome(request, DONE, report.report_id, report.report_document_id, stored)
-        except (ApiError, DocumentError, KeyError, OSError) as exc:
+        with item_errors(LOGGER, what) as fetch:
+            stored = self._download_and_store(report, what)
+        if fetch.failed or stored is None:
             return Outcome(
                 request,
                 FAILED,
                 report.report_id,
                 report.report_document_id,
-                detail=str(exc),
+                detail=fetch.reason or "no download link worked",
                 keep_report=True,
             )
-        raise AssertionError("unreachable")  # pragma: no cover
+        return Outcome(request, DONE, report.report_id, report.report_document_id, stored)
+
+    def _download_and_store(self, report: _Report, what: str) -> StoredDocument | None:
+        request = report.request
+        assert report.report_document_id is not None
+        for attempt in range(1, LINK_ATTEMPTS + 1):
+            document = self.client.get_report_document(report.report_document_id)
+            try:
+                raw = self.client.download(str(document["url"]), self.max_bytes, what)
+            except ApiError as exc:
+                if exc.status == 403 and attempt < LINK_ATTEMPTS:
+                    LOGGER.warning(
+                        "%s: download link refused (expired?); asking for a new one", what
+                    )
+                    continue
+                raise
+            # Never trust compressionAlgorithm: sniff gzip / zip / %PDF in memory.
+            pdf = unwrap_pdf(raw, self.max_bytes, what)
+            return self.store.store(
+                pdf,
+                source="amazon_business",
+                account=request.marketplace_id,
+                name=f"{request.invoice_number}-{request.document_type}",
+            )
+        return None

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -24,16 +25,18 @@ from singer_sdk import typing as th
 
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import DocumentSettings, DocumentStore
-from tap_ad_invoices.errors import ApiError
+from tap_ad_invoices.errors import FailureLedger
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, FeedsInvoices
+from tap_ad_invoices.settings import retry_policy
 
 from . import pipeline
 from .client import MAX_LINE_ITEMS_PER_CALL, AmazonBusinessClient, iso_utc
-from .config import AmazonBusinessSettings
+from .config import KEY, AmazonBusinessSettings
 from .conversion import (
     DocumentRequest,
     details_by_line_item,
     document_record,
+    feed_date,
     line_items_needing_details,
     plan_documents,
     transaction_record,
@@ -88,43 +91,103 @@ def _parse(text: str | None) -> dt.datetime | None:
 
 
 def feed_windows(
-    start: dt.datetime, end: dt.datetime, days: int
+    start: dt.datetime, end: dt.datetime, days: int, *, origin: dt.datetime | None = None
 ) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    """The windows of `days` covering [start, end), on a grid anchored at `origin` (or start).
+
+    Anchored, so that both streams ask for the very same windows whatever their
+    bookmarks: each window is read (and, if it fails, reported) once per run.
+    """
     step = dt.timedelta(days=days)
-    while start < end:
-        yield start, min(start + step, end)
-        start += step
+    origin = start if origin is None else origin
+    window_start = origin + step * max(0, (start - origin) // step)
+    while window_start < end:
+        yield window_start, min(window_start + step, end)
+        window_start += step
+
+
+@dataclass
+class FeedRead:
+    transactions: list[dict[str, Any]]  # as the API sent them, fed at or after the start
+    records: list[dict[str, Any]]  # the same, as records
+    read_until: dt.datetime  # the end, or the start of the first window that failed
+
+
+@dataclass
+class _Window:
+    transactions: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    failed: bool = False
+
+
+class TransactionFeed:
+    """Reconciliation transactions, window by window, shared by the two streams.
+
+    A window is one unit of work: read every page, convert every transaction.
+    Anything wrong in it (a page answered with HTML, a transaction without
+    feedDate, an amount "abc") fails that window alone, once; neither stream's
+    bookmark passes it, and the windows after it wait for the next run.
+    """
+
+    def __init__(
+        self, settings: AmazonBusinessSettings, client: AmazonBusinessClient, ledger: FailureLedger
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.ledger = ledger
+        self._windows: dict[tuple[dt.datetime, dt.datetime], _Window] = {}
+
+    @cached_property
+    def run_end(self) -> dt.datetime:
+        """One end for both streams, so they read the same last window."""
+        return self.settings.end_date or dt.datetime.now(dt.timezone.utc)
+
+    def read(self, start: dt.datetime, logger: logging.Logger) -> FeedRead:
+        found = FeedRead([], [], self.run_end)
+        for bounds in feed_windows(
+            start, self.run_end, self.settings.window_days, origin=self.settings.start_date
+        ):
+            window = self._window(bounds, logger)
+            if window.failed:
+                found.read_until = max(start, bounds[0])
+                break
+            for txn, record in zip(window.transactions, window.records, strict=True):
+                fed = feed_date(txn)
+                if fed is not None and fed >= start:
+                    found.transactions.append(txn)
+                    found.records.append(record)
+        return found
+
+    def _window(self, bounds: tuple[dt.datetime, dt.datetime], logger: logging.Logger) -> _Window:
+        if bounds in self._windows:
+            return self._windows[bounds]
+        item = f"transactions fed {iso_utc(bounds[0])}..{iso_utc(bounds[1])}"
+        window = _Window()
+        # Named for the source: the window is read once for both streams.
+        with self.ledger.unit(KEY, item, logger) as unit:
+            window.transactions = list(self.client.transactions(*bounds))
+            window.records = [transaction_record(txn) for txn in window.transactions]
+        window.failed = unit.failed
+        self._windows[bounds] = window
+        return window
 
 
 class AmazonBusinessStream(Stream):
     def __init__(
-        self, tap: TapAdInvoices, settings: AmazonBusinessSettings, client: AmazonBusinessClient
+        self,
+        tap: TapAdInvoices,
+        settings: AmazonBusinessSettings,
+        client: AmazonBusinessClient,
+        feed: TransactionFeed,
     ) -> None:
         self.settings = settings
         self.client = client
-        self._ab_tap = tap
+        self.transaction_feed = feed
+        self.failures = tap.failures
         super().__init__(tap)
 
     def record_failure(self, item: str, reason: str) -> None:
-        self._ab_tap.failures.record(self.name, item, reason, self.logger)
-
-    def run_end(self) -> dt.datetime:
-        return self.settings.end_date or dt.datetime.now(dt.timezone.utc)
-
-    def read_transactions(
-        self, start: dt.datetime, end: dt.datetime
-    ) -> tuple[list[dict[str, Any]], dt.datetime]:
-        """Transactions fed in [start, end), and how far the read got (end, or a failed window)."""
-        found: list[dict[str, Any]] = []
-        for window_start, window_end in feed_windows(start, end, self.settings.window_days):
-            try:
-                found.extend(self.client.transactions(window_start, window_end))
-            except ApiError as exc:
-                self.record_failure(
-                    f"transactions fed {iso_utc(window_start)}..{iso_utc(window_end)}", str(exc)
-                )
-                return found, window_start
-        return found, end
+        self.failures.record(self.name, item, reason, self.logger)
 
 
 class TransactionsStream(AmazonBusinessStream):
@@ -163,9 +226,7 @@ class TransactionsStream(AmazonBusinessStream):
         if bookmark is not None and bookmark > start:
             # Re-read the look-back window: late-settling amounts change transactions.
             start = max(start, bookmark - dt.timedelta(days=self.settings.lookback_days))
-        transactions, _ = self.read_transactions(start, self.run_end())
-        for txn in transactions:
-            yield transaction_record(txn)
+        yield from self.transaction_feed.read(start, self.logger).records
 
 
 class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingStream):
@@ -230,9 +291,8 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         bookmark = _parse(state.get("feed_date_bookmark"))
         lookback = dt.timedelta(days=settings.lookback_days)
         start = max(settings.start_date, bookmark - lookback) if bookmark else settings.start_date
-        end = self.run_end()
-
-        transactions, read_until = self.read_transactions(start, end)
+        read = self.transaction_feed.read(start, self.logger)
+        transactions, read_until = read.transactions, read.read_until
         holds: list[str] = []  # feed dates the bookmark may not pass
         details, unresolved = self._invoice_details(transactions)
         holds += unresolved
@@ -301,7 +361,9 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
                 pending.pop(request.key, None)
             self.checkpoint()
 
-        new_bookmark = read_until
+        # A failed window inside the look-back re-read does not undo the last run's
+        # progress: what was fed before the old bookmark was handled then.
+        new_bookmark = read_until if bookmark is None else max(bookmark, read_until)
         if holds:
             held = min(_parse(h) or read_until for h in holds)
             new_bookmark = min(new_bookmark, held)
@@ -336,12 +398,10 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         for index in range(0, len(keys), MAX_LINE_ITEMS_PER_CALL):
             batch = keys[index : index + MAX_LINE_ITEMS_PER_CALL]
             body = [{"orderId": o, "orderLineItemId": li, "shipmentId": s} for o, li, s in batch]
-            try:
+            item = f"invoice details of orders {sorted({k[0] for k in batch})}"
+            with self.failures.unit(self.name, item, self.logger) as lookup:
                 results.extend(self.client.invoice_details(body))
-            except ApiError as exc:
-                self.record_failure(
-                    f"invoice details of orders {sorted({k[0] for k in batch})}", str(exc)
-                )
+            if lookup.failed:
                 failed.update(batch)
         holds = []
         if failed:
@@ -355,8 +415,9 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
 
 def build_streams(tap: TapAdInvoices) -> list[Stream]:
     settings = AmazonBusinessSettings.from_config(tap.config)
-    client = AmazonBusinessClient(settings)
+    client = AmazonBusinessClient(settings, retry=retry_policy(tap.config))
+    feed = TransactionFeed(settings, client, tap.failures)
     return [
-        TransactionsStream(tap, settings, client),
-        InvoiceDocumentsStream(tap, settings, client),
+        TransactionsStream(tap, settings, client, feed),
+        InvoiceDocumentsStream(tap, settings, client, feed),
     ]

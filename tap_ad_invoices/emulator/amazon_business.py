@@ -11,6 +11,13 @@ archive names its member "../../escape/evil.pdf" to prove the tap never uses
 names inside an archive as paths. Reports take `ab_report_delay_seconds` to
 process; `ab_fatal_invoices` / `ab_cancelled_invoices` force those outcomes, and
 a document type an invoice does not have ends CANCELLED ("no data").
+
+Bad inputs, for the failure boundary (all persistent until the knob is cleared):
+`ab_broken_transactions` {transactionId: "no_feed_date" | "no_transaction_id" |
+"amount_abc"} serves that transaction damaged; `ab_html_transactions` answers
+getTransactions with an HTML page and status 200, as a captive portal or a
+misrouted proxy does; `ab_corrupt_documents` [invoice numbers] serves their
+documents as gzip whose deflate stream is garbage.
 Every successful answer of a rate-limited route carries x-amzn-RateLimit-Limit,
 as Amazon's does, so the tap's buckets follow the emulator's scaled-down limits.
 """
@@ -432,6 +439,31 @@ class AmazonBusinessEmulator:
         return Response(status, body, headers)
 
 
+HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in</title></head>"
+    b"<body><p>Please sign in to continue.</p></body></html>"
+)
+# A gzip header followed by bytes that are no deflate stream (an invalid block type).
+CORRUPT_GZIP = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + b"\xff" * 64
+
+
+def _damaged(transaction: dict[str, Any], broken: dict[str, str]) -> dict[str, Any]:
+    """The transaction as served, damaged as the `ab_broken_transactions` knob says."""
+    fault = broken.get(transaction["transactionId"])
+    if fault is None:
+        return transaction
+    served = dict(transaction)
+    if fault == "no_feed_date":
+        del served["feedDate"]
+    elif fault == "no_transaction_id":
+        del served["transactionId"]
+    elif fault == "amount_abc":
+        served["amount"] = {**(served.get("amount") or {}), "amount": "abc"}
+    else:
+        raise ValueError(f"unknown ab_broken_transactions fault {fault!r}")
+    return served
+
+
 def _errors(status: int, code: str, message: str) -> Response:
     return json_response(status, {"errors": [{"code": code, "message": message}]})
 
@@ -494,7 +526,10 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
             key=lambda t: (t["feedDate"], t["transactionId"]),
         )
         size = int(knobs["ab_page_size"])
-        page = matching[offset : offset + size]
+        if knobs.get("ab_html_transactions"):
+            return Response(200, HTML_PAGE, {"Content-Type": "text/html; charset=utf-8"})
+        page = [_damaged(t, knobs.get("ab_broken_transactions") or {}) for t in matching]
+        page = page[offset : offset + size]
         body: dict[str, Any] = {"transactions": page}
         if offset + size < len(matching):
             body["nextPageToken"] = _page_token(
@@ -642,6 +677,8 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
         document_id = request.match["id"]
         report = next(r for r in ab.reports.values() if r.report_document_id == document_id)
         invoice = ab.world.invoices[report.invoice_id]
+        if report.invoice_id in (knobs.get("ab_corrupt_documents") or []):
+            return Response(200, CORRUPT_GZIP, {"Content-Type": "application/octet-stream"})
         with emulator.lock:
             ab.documents_served[document_id] = hashlib.sha256(invoice.pdf).hexdigest()
         return Response(

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tap_ad_invoices.documents import DocumentSettings, DocumentStore, StoredDocument, unwrap_pdf
-from tap_ad_invoices.errors import AuthorizationExpired
+from tap_ad_invoices.errors import FailureLedger, item_errors
 from tap_ad_invoices.google_ads.client import AdsError, BillingSetup, GoogleAdsApi
 from tap_ad_invoices.google_ads.config import GoogleAdsSettings
 from tap_ad_invoices.google_ads.conversion import invoice_record, invoice_schema, to_invoice
 from tap_ad_invoices.invoices import FeedsInvoices
-from tap_ad_invoices.settings import sync_range
+from tap_ad_invoices.settings import retry_policy, sync_range
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -82,8 +82,9 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         return [to_invoice(record)]
 
-    def _fail(self, item: str, reason: object) -> None:
-        self._tap.failures.record(self.name, item, str(reason), self.logger)  # type: ignore[attr-defined]
+    @property
+    def failures(self) -> FailureLedger:
+        return self._tap.failures  # type: ignore[attr-defined, no-any-return]
 
     # -- months -----------------------------------------------------------------------------
     def _months(self, setup: BillingSetup, bookmarks: dict[str, Any]) -> list[dt.date]:
@@ -103,7 +104,7 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         state = self.get_context_state(context)
         bookmarks: dict[str, Any] = state.setdefault(BOOKMARKS_KEY, {})
-        api = GoogleAdsApi(self.settings)
+        api = GoogleAdsApi(self.settings, retry=retry_policy(self.config))
         workers = int(self.config.get("max_workers") or 4)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-ads")
         pdf_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-ads-pdf")
@@ -131,18 +132,17 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         pdf_pool: ThreadPoolExecutor,
         bookmarks: dict[str, Any],
     ) -> Iterator[dict[str, Any]]:
-        try:
+        manager = f"manager {self.settings.login_customer_id}"
+        with self.failures.unit(self.name, manager, self.logger) as discovery:
             customers = self._customers(api)
-        except AdsError as error:
-            self._fail(f"manager {self.settings.login_customer_id}", error)
+        if discovery.failed:
             return
         setup_calls = [(c, pool.submit(api.billing_setups, c)) for c in customers]
         partitions: list[Partition] = []
         for customer, call in setup_calls:
-            try:
+            with self.failures.unit(self.name, f"customer {customer}", self.logger) as lookup:
                 setups = call.result()
-            except AdsError as error:
-                self._fail(f"customer {customer}", error)
+            if lookup.failed:
                 continue
             if not setups:
                 self.logger.warning("Customer %s has no approved billing setup: skipped", customer)
@@ -189,31 +189,22 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
     ) -> Iterator[dict[str, Any]]:
         complete = True
         for month, call in zip(partition.months, partition.calls, strict=True):
-            try:
-                invoices = call.result()
-            except AuthorizationExpired:
-                raise
-            except AdsError as error:
+            item = f"{partition.label}, issue month {month:%Y-%m}"
+            with item_errors(self.logger, item) as month_call:
+                records = self._month_records(partition, month, call.result(), seen)
+            if month_call.failed:
                 for pending in partition.calls:
                     pending.cancel()
-                if error.has(*SKIP_CODES):
+                error = month_call.error
+                if isinstance(error, AdsError) and error.has(*SKIP_CODES):
                     # No bookmark: if the setup moves to monthly invoicing, its history counts.
                     self.logger.warning("Skipped %s: %s", partition.label, error)
                 else:
-                    self._fail(partition.label, f"issue month {month:%Y-%m}: {error}")
+                    self.failures.record(self.name, item, month_call.reason, self.logger)
                 complete = False
                 break
-            for invoice in invoices:
-                if invoice.id in seen:
-                    continue  # consolidated billing: already emitted for another customer
-                seen.add(invoice.id)
-                record = invoice_record(
-                    invoice,
-                    customer_id=partition.setup.customer_id,
-                    login_customer_id=self.settings.login_customer_id,
-                    issue_month=f"{month:%Y-%m}",
-                )
-                if self.settings.download_pdfs and invoice.pdf_url:
+            for record in records:
+                if self.settings.download_pdfs and record.get("pdf_url"):
                     complete &= self._attach_pdf(record, partition)
                 yield record
         if complete and partition.months:
@@ -221,15 +212,31 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
                 "last_issue_month": f"{partition.months[-1]:%Y-%m}"
             }
 
+    def _month_records(
+        self, partition: Partition, month: dt.date, invoices: list[Any], seen: set[str]
+    ) -> list[dict[str, Any]]:
+        """The month's new invoices as records; converted whole, so a bad one fails the month."""
+        records: dict[str, dict[str, Any]] = {}
+        for invoice in invoices:
+            if invoice.id in seen or invoice.id in records:
+                continue  # consolidated billing: already emitted for another customer
+            records[invoice.id] = invoice_record(
+                invoice,
+                customer_id=partition.setup.customer_id,
+                login_customer_id=self.settings.login_customer_id,
+                issue_month=f"{month:%Y-%m}",
+            )
+        seen.update(records)
+        return list(records.values())
+
     def _attach_pdf(self, record: dict[str, Any], partition: Partition) -> bool:
         with self._pdf_lock:
             download = self._pdfs.pop(record["id"])
-        try:
+        # One document fails alone; the record still goes out, without it.
+        item = f"{partition.label}, invoice {record['id']}"
+        with self.failures.unit(self.name, item, self.logger) as fetched:
             document = download.result()
-        except AuthorizationExpired:
-            raise
-        except Exception as exc:  # one document fails alone; the record still goes out
-            self._fail(f"{partition.label}, invoice {record['id']}", exc)
+        if fetched.failed:
             return False
         record.update(
             pdf_sha256=document.sha256,
