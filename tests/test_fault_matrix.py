@@ -165,6 +165,7 @@ CASES = {
     "ab_amount_abc": _broken_transaction("amount_abc"),
     "ab_html_with_status_200": _html_with_200(),
     "ab_corrupt_gzip_document": _corrupt_document(),
+    "amazon_ads_dead_refresh_token": _dead_refresh_token("amazon_ads", [ADS]),
     "ab_dead_refresh_token": _dead_refresh_token("amazon_business", [AB_TXNS, AB_DOCS]),
     "google_dead_refresh_token": _dead_refresh_token("google_ads", [GOOGLE]),
 }
