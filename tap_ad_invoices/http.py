@@ -33,7 +33,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from tap_ad_invoices.errors import ApiError
+from tap_ad_invoices.errors import ApiError, SourceUnavailable
 from tap_ad_invoices.ratelimit import TokenBucket
 from tap_ad_invoices.redaction import redact
 
@@ -52,11 +52,14 @@ class BrokenBody(OSError):
     """
 
 
-class HostUnreachable(ApiError):
-    """A host refused every connection: later calls to it fail at once, with one line."""
+class HostUnreachable(SourceUnavailable, ApiError):
+    """A host refused every connection: later calls to it fail at once, with one line.
 
-    def __init__(self, host: str) -> None:
-        super().__init__(f"cannot reach {host}")
+    Every remaining item of the source would fail the same way, so the source stops.
+    """
+
+    def __init__(self, host: str, why: str | None = None) -> None:
+        super().__init__(f"cannot reach {host}" + (f" ({why})" if why else ""))
         self.host = host
 
 
@@ -112,6 +115,12 @@ class HostHealth:
     def answered(self, host: str) -> None:
         with self._lock:
             self._refusals.pop(host, None)
+
+    def give_up(self, host: str, why: str) -> HostUnreachable:
+        """Mark `host` unreachable now (a token endpoint that outlasted the retry budget)."""
+        with self._lock:
+            self._unreachable.add(host)
+        return HostUnreachable(host, why)
 
 
 # One per process: every client of every source learns that a host is down from the first.

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from tap_ad_invoices.errors import SourceUnavailable
+
 LOGGER = logging.getLogger("tap_ad_invoices.jobs")
 
 SpecT = TypeVar("SpecT")
@@ -83,7 +85,8 @@ class AsyncJobRunner(Generic[SpecT]):
         """Yield every job once: DONE/FAILED/CANCELLED, or PENDING if time ran out.
 
         Each spec comes with the id of a job started by an earlier run, or None.
-        An exception while starting or polling one job fails that job only.
+        An exception while starting or polling one job fails that job only; a
+        `SourceUnavailable` (refused credentials, a host gone) ends the whole run of jobs.
         """
         waiting: deque[Job[SpecT]] = deque(
             Job(spec, job_id, resumed=job_id is not None) for spec, job_id in specs
@@ -96,6 +99,8 @@ class AsyncJobRunner(Generic[SpecT]):
                 if job.job_id is None:
                     try:
                         job.job_id = self._start(job.spec)
+                    except SourceUnavailable:
+                        raise  # refused credentials, a host gone: every job would fail alike
                     except Exception as exc:
                         job.update = JobUpdate(JobStatus.FAILED, detail=str(exc))
                         yield job
@@ -115,6 +120,8 @@ class AsyncJobRunner(Generic[SpecT]):
                         waiting.appendleft(job)
                         continue
                     job.update = JobUpdate(JobStatus.FAILED, detail=str(exc))
+                except SourceUnavailable:
+                    raise
                 except Exception as exc:
                     job.update = JobUpdate(JobStatus.FAILED, detail=str(exc))
                 job.polls += 1

@@ -21,7 +21,14 @@ from collections.abc import Callable
 import requests
 
 from tap_ad_invoices.errors import ApiError, AuthorizationExpired
-from tap_ad_invoices.http import HostUnreachable, HttpClient, RetryPolicy, host_of, json_body
+from tap_ad_invoices.http import (
+    HostHealth,
+    HostUnreachable,
+    HttpClient,
+    RetryPolicy,
+    host_of,
+    json_body,
+)
 from tap_ad_invoices.redaction import register_secret
 
 LOGGER = logging.getLogger("tap_ad_invoices.lwa")
@@ -52,6 +59,7 @@ class LoginWithAmazon:
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        hosts: HostHealth | None = None,
     ) -> None:
         self.token_url = token_url
         self._client_id = client_id
@@ -59,7 +67,12 @@ class LoginWithAmazon:
         self._refresh_token = refresh_token
         self._settings_prefix = settings_prefix  # "amazon_ads" or "amazon_business", for messages
         self._http = HttpClient(
-            base_url="", retry=retry, sleep=sleep, session=session, timeout=(10.0, 60.0)
+            base_url="",
+            retry=retry,
+            sleep=sleep,
+            session=session,
+            timeout=(10.0, 60.0),
+            hosts=hosts,
         )
         self._clock = clock
         self._lock = threading.Lock()
@@ -107,8 +120,9 @@ class LoginWithAmazon:
                 self._refused = self._refusal(exc.code)
                 raise self._refused from None
             if exc.status is None or exc.status == 429 or exc.status >= 500:
-                # The endpoint kept failing for max_retry_seconds: not the credentials' fault.
-                raise ApiError(f"cannot reach {host_of(self.token_url)}: {exc}") from None
+                # The endpoint kept failing for max_retry_seconds: not the credentials' fault,
+                # and no other item should wait that long again.
+                raise self._http.hosts.give_up(host_of(self.token_url), str(exc)) from None
             # Never the body verbatim: token endpoints may echo what they were sent.
             raise ApiError(
                 f"Login with Amazon token request failed: HTTP {exc.status} {exc.code or ''}",

@@ -233,10 +233,9 @@ class GoogleAdsApi:
             self.credentials.refresh(AuthRequest(self._session))
         except auth_exceptions.RefreshError as exc:
             if exc.retryable:
-                raise ApiError(
-                    f"cannot reach {host}: the Google token endpoint kept failing "
-                    f"({_first_line(exc)})"
-                ) from None
+                # google-auth already retried it: no other item should wait for it again.
+                why = f"the Google token endpoint kept failing: {_first_line(exc)}"
+                raise self._hosts.give_up(host, redact(why)) from None
             self._refused = AuthorizationExpired(
                 redact(f"Google refused {KEY}.refresh_token ({_first_line(exc)}). ")
                 + REAUTHORISE.format(prefix=KEY, scope=SCOPE)
