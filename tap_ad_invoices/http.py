@@ -183,6 +183,13 @@ class RetryBudget:
             return None
         return delay
 
+    @property
+    def log_level(self) -> int:
+        """WARNING for retries 1, 2, 3, 4, 8, 16, ...; DEBUG between, so a long storm stays
+        readable (a 429 storm waited out for five minutes is not 300 lines)."""
+        power_of_two = self.attempts & (self.attempts - 1) == 0
+        return logging.WARNING if self.attempts <= 3 or power_of_two else logging.DEBUG
+
     def give_up(self, operation: str, what: str) -> ApiError:
         return ApiError(
             f"{operation} failed: {what}, still after {self.attempts} attempt(s) in "
@@ -431,7 +438,8 @@ class HttpClient:
         delay = budget.next_delay(retry.wait)
         if delay is None:
             raise budget.give_up(operation, retry.what)
-        LOGGER.warning(
+        LOGGER.log(
+            budget.log_level,
             "%s: %s, retry %d in %.1fs (%.0fs of max_retry_seconds=%g spent)",
             operation,
             retry.what,

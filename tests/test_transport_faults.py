@@ -448,3 +448,23 @@ def test_an_unreachable_api_host_ends_the_source_fast(emulator: Emulator, tmp_pa
         line for line in run.stderr.splitlines() if "retry" in line and "ConnectionError" in line
     ]
     assert len(retries) == 2, run.stderr
+
+
+def test_a_long_storm_logs_a_few_warnings_not_one_per_retry(
+    scripted: list[Scripted], caplog: pytest.LogCaptureFixture
+) -> None:
+    storm = [Answer(429, b"{}", {"Retry-After": "0"})] * 40
+    server = serve(scripted, *storm, Answer(200, b"{}"))
+    http = HttpClient(base_url=server.url, retry=quick(5), sleep=lambda _: None)
+    with caplog.at_level("WARNING", logger="tap_ad_invoices.http"):
+        http.request_json("GET", "/x", operation="getThing")
+    warned = [r.getMessage() for r in caplog.records if "getThing: HTTP 429" in r.getMessage()]
+    assert [line.split("retry ")[1].split(" ")[0] for line in warned] == [
+        "1",
+        "2",
+        "3",
+        "4",
+        "8",
+        "16",
+        "32",
+    ]

@@ -286,7 +286,8 @@ class GoogleAdsApi:
             delay = budget.next_delay(wait)
             if delay is None:
                 raise error
-            LOGGER.warning(
+            LOGGER.log(
+                budget.log_level,
                 "%s: %s; retry %d in %.2fs (%.0fs of max_retry_seconds=%g spent)",
                 what,
                 error,
