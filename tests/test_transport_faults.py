@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import socket
 import threading
 import time
@@ -36,6 +37,7 @@ from tap_ad_invoices.http import HostHealth, HostUnreachable, HttpClient, RetryP
 from tap_ad_invoices.jobs import JobStatus
 from tap_ad_invoices.lwa import LoginWithAmazon
 from tests.tap_runner import run_tap
+from tests.test_amazon_business_e2e import FAST_KNOBS  # rate limits scaled to ~1 s per run
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n" + b"x" * 4000 + b"\n%%EOF\n"
 
@@ -468,3 +470,33 @@ def test_a_long_storm_logs_a_few_warnings_not_one_per_retry(
         "16",
         "32",
     ]
+
+
+def test_a_google_pdf_cut_off_once_is_fetched_again_in_the_run(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    config = google_only(emulator)
+    config["google_ads"]["download_pdfs"] = True
+    config["documents"] = {"destination": str(tmp_path / "documents")}
+    emulator.add_fault(Fault("google.pdf", kind="truncate", after=2))
+    run = run_tap(config, tmp_path / "run")
+    assert run.returncode == 0, run.stderr
+    records = run.records["google_ads_invoices"]
+    truth = emulator.sources["google_ads"].truth()["pdf_sha256"]
+    assert records and all(r["pdf_sha256"] == truth[r["id"]] for r in records)
+    assert emulator.counters["google.pdf"] == len(records) + 1
+
+
+def test_an_amazon_business_document_corrupt_once_is_fetched_again_in_the_run(
+    tmp_path: Path,
+) -> None:
+    with Emulator(knobs=json.loads(json.dumps(FAST_KNOBS))) as emulator:
+        config = {"start_date": "2025-01-01", **emulator.sources["amazon_business"].tap_config()}
+        config["amazon_business"].update(poll_interval_seconds=0.05, window_days=400)
+        config["documents"] = {"destination": str(tmp_path / "documents")}
+        emulator.add_fault(Fault("ab.documents.download", kind="corrupt", after=1))
+        run = run_tap(config, tmp_path / "run")
+        assert run.returncode == 0, run.stderr
+        documents = run.records["amazon_business_invoice_documents"]
+        assert documents and all(Path(d["uri"]).is_file() for d in documents)
+        assert emulator.counters["ab.documents.download"] == len(documents) + 1
