@@ -306,8 +306,8 @@ def test_authentication_failure_asks_for_reauthorisation(
     if where == "token":
         emulator.knobs["google_invalid_grant"] = True
     else:
-        # Rejected again after the one refresh: the new token does not help either.
-        emulator.add_fault(Fault("google.list_invoices", kind="grpc", status=401, count=2))
+        # Rejected after the one refresh too: the new token does not help either.
+        emulator.add_fault(Fault("google.list_invoices", kind="grpc", status=401, count=10_000))
     run = run_tap(config(google, customer_ids=["1111111111"]), tmp_path)
     assert run.returncode == 1
     # The source fails as a source: one line, naming the setting to fix, then the summary.

@@ -500,3 +500,30 @@ def test_an_amazon_business_document_corrupt_once_is_fetched_again_in_the_run(
         documents = run.records["amazon_business_invoice_documents"]
         assert documents and all(Path(d["uri"]).is_file() for d in documents)
         assert emulator.counters["ab.documents.download"] == len(documents) + 1
+
+
+def test_a_google_endpoint_refusing_connections_is_given_up(emulator: Emulator) -> None:
+    port = closed_port()
+    settings = google_settings(emulator, endpoint=f"localhost:{port}")
+    api = GoogleAdsApi(settings, retry=quick(60), hosts=HostHealth())
+    with pytest.raises(HostUnreachable, match=f"^cannot reach localhost:{port}$"):
+        api.billing_setups("1111111111")
+    started = time.monotonic()
+    with pytest.raises(HostUnreachable):
+        api.billing_setups("2222222222")
+    assert time.monotonic() - started < 0.5
+
+
+def test_google_ads_unreachable_mid_run_ends_the_source_fast(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    port = closed_port()
+    config = google_only(emulator)
+    config["google_ads"].update(endpoint=f"localhost:{port}", customer_ids=[])
+    started = time.monotonic()
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 1
+    assert time.monotonic() - started < 30
+    failed = [line for line in run.stderr.splitlines() if "FAILED" in line]
+    assert len(failed) == 1, run.stderr
+    assert f"HostUnreachable: cannot reach localhost:{port}" in failed[0]

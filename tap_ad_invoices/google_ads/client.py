@@ -117,6 +117,12 @@ class AdsError(Exception):
         return quota and (self.retry_delay is not None or self.has(*TEMPORARY_QUOTA))
 
     @property
+    def refused_connection(self) -> bool:
+        """gRPC could not connect at all (refused, DNS, network down), as opposed to an
+        answer or a connection dropped mid-call."""
+        return self.status == "UNAVAILABLE" and "failed to connect" in self.message.lower()
+
+    @property
     def transient(self) -> bool:
         return self.status in TRANSIENT_STATUSES or self.of_kind("internal_error")
 
@@ -258,14 +264,20 @@ class GoogleAdsApi:
         within `max_retry_seconds`; a rejected access token is refreshed once."""
         budget = self.retry.start()
         refreshed = False
+        endpoint = self.settings.endpoint
         while True:
+            self._hosts.check(endpoint)
             token = self.access_token()
             try:
-                return function()
+                result = function()
+                self._hosts.answered(endpoint)
+                return result
             except (GoogleAdsException, grpc.RpcError, api_exceptions.GoogleAPICallError) as exc:
                 error = AdsError.from_exception(exc)
                 if error is None:
                     raise
+            if error.refused_connection:
+                self._hosts.refused(endpoint)  # raises HostUnreachable once given up
             if error.unauthenticated and not refreshed:
                 # Access tokens die before their announced expiry (revoked, rotated): the
                 # next access_token() fetches a new one, or says why it cannot.
