@@ -355,6 +355,29 @@ def test_minor_units_that_disagree_fail_the_invoice_never_guess(
     assert bad["invoice_id"] not in {r["invoice_number"] for r in run.records["invoices"]}
 
 
+def test_a_business_refused_fails_alone_and_keeps_its_bookmark(
+    graph: fake.MetaEmulator, tmp_path: Path
+) -> None:
+    cfg = config(graph, tmp_path, download_pdfs=False)
+    earlier = fake.utc_today() - dt.timedelta(days=40)  # so a later run could advance
+    first = run_tap({**cfg, "end_date": earlier.isoformat()}, tmp_path / "first")
+    assert first.returncode == 0, first.stderr
+    assert first.state is not None
+    before = first.state["bookmarks"][STREAM]["businesses"]
+    assert before[fake.BUSINESS_USD] == {"issued_through": earlier.isoformat()}
+    graph.emulator.knobs["meta_denied_businesses"] = [fake.BUSINESS_USD]
+    second = run_tap(cfg, tmp_path / "second", state=first.state)
+    assert second.returncode == 1
+    failed = failed_lines(second)
+    assert len(failed) == 1, second.stderr
+    assert f"business {fake.BUSINESS_USD}" in failed[0] and "code 200" in failed[0]
+    assert {r["business_id"] for r in second.records[STREAM]} == {fake.BUSINESS_JPY}
+    assert second.state is not None
+    after = second.state["bookmarks"][STREAM]["businesses"]
+    assert after[fake.BUSINESS_USD] == before[fake.BUSINESS_USD]  # held
+    assert after[fake.BUSINESS_JPY] == {"issued_through": fake.utc_today().isoformat()}
+
+
 @pytest.mark.parametrize("status", [400, 401])  # Graph answers code 190 with either
 def test_expired_token_fails_the_source_with_one_line(
     graph: fake.MetaEmulator, tmp_path: Path, status: int

@@ -383,7 +383,8 @@ def install(emulator: Emulator) -> MetaEmulator:
     """Knobs: meta_page_size, meta_usage_percent, meta_regain_minutes, meta_throttle
     ({count, code, regain_minutes}), meta_token_expired, meta_latency_seconds,
     meta_held_businesses (their calls wait for `MetaEmulator.release`),
-    meta_broken_pdfs (invoice node ids), meta_bad_minor_units (invoice node ids)."""
+    meta_broken_pdfs (invoice node ids), meta_bad_minor_units (invoice node ids),
+    meta_denied_businesses (their invoices answer a permission error)."""
     meta = MetaEmulator(emulator)
     emulator.on_stop(meta.release.set)  # no request thread left waiting at shutdown
     emulator.knobs.setdefault("meta_page_size", DEFAULT_PAGE_SIZE)
@@ -413,6 +414,12 @@ def install(emulator: Emulator) -> MetaEmulator:
                 | {"business": business}
             )
         headers = meta.usage_header(business)
+        if business in emulator.knobs.get("meta_denied_businesses", []):
+            return graph_error(
+                200,
+                "(#200) Requires business_management permission to manage the object",
+                status=403,
+            )
         if business == BUSINESS_CARD:
             response = graph_error(
                 100, "(#100) This business does not have monthly invoicing (it pays by card)."
