@@ -12,18 +12,21 @@ Sign convention: credit memos carry negative amounts, on every platform.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import Stream
 from singer_sdk import typing as th
+from singer_sdk.helpers.conform import TypeConformanceLevel
 
 if TYPE_CHECKING:
     from tap_ad_invoices.tap import TapAdInvoices
 
 STREAM = "invoices"
 INVOICE, CREDIT_MEMO = "invoice", "credit_memo"
+DATE_FIELDS = ("issue_date", "due_date", "service_start_date", "service_end_date")
 # amount_status when a source says nothing: its API gave the total, or gave none.
 AS_REPORTED, NOT_SUPPLIED = "as_reported", "missing: the platform supplies no amount here"
 
@@ -93,6 +96,9 @@ class InvoicesStream(Stream):
     primary_keys = ("platform", "account_id", "invoice_number", "document_kind")
     replication_key = None
     schema = SCHEMA
+    # Every row is built here from typed source records (str, date, Decimal, a dict of
+    # str); `emit` makes dates dates, so the SDK's second conformance pass is skipped.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     def __init__(self, tap: TapAdInvoices) -> None:
         super().__init__(tap)
@@ -108,7 +114,12 @@ class InvoicesStream(Stream):
             row["amount_status"] = (
                 AS_REPORTED if row.get("total_amount") is not None else NOT_SUPPLIED
             )
-        self._write_record_message({key: row.get(key) for key in self.schema["properties"]})
+        record = {key: row.get(key) for key in self.schema["properties"]}
+        for key in DATE_FIELDS:
+            value = record[key]
+            if isinstance(value, dt.datetime):
+                record[key] = value.date()
+        self._write_record_message(record)
         self.emitted += 1
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:

@@ -85,6 +85,9 @@ class AmountGrammar:
     plus_signs: frozenset[str]
     primary_group: int
     secondary_group: int
+    # A subset of the grammar, checked first because nearly every cell has this form:
+    # an optional ASCII minus, digits grouped in threes (or not at all), a fraction.
+    common_form: re.Pattern[str]
 
     @classmethod
     def for_locale(cls, locale: str) -> AmountGrammar:
@@ -94,6 +97,13 @@ class AmountGrammar:
         """The exact value of `text`; None for an empty cell; AmountError otherwise."""
         if text is None:
             return None
+        common = self.common_form.fullmatch(text)
+        if common is not None:  # the usual "-1,234.56": no symbols to peel
+            integer, fraction = common["integer"], common["fraction"]
+            for group in self.groups:
+                integer = integer.replace(group, "")
+            value = Decimal(f"{integer}.{fraction}" if fraction else integer)
+            return -value if common["minus"] else value
         raw = text.translate(_INVISIBLE).strip(_SPACES)
         if not raw:
             return None
@@ -179,9 +189,16 @@ def _grammar(locale: str) -> AmountGrammar:
     plus = cldr.get_plus_sign_symbol(parsed, numbering_system="latn").translate(_INVISIBLE)
     pattern = parsed.decimal_formats[None]
     primary, secondary = pattern.grouping
+    decimal = cldr.get_decimal_symbol(parsed, numbering_system="latn")
+    group_class = "".join(re.escape(g) for g in sorted(groups))
+    common_form = re.compile(
+        rf"(?P<minus>-)?(?P<integer>[0-9]+|[0-9]{{1,3}}(?:[{group_class}][0-9]{{3}})+)"
+        rf"(?:{re.escape(decimal)}(?P<fraction>[0-9]+))?"
+    )
     return AmountGrammar(
         locale=locale,
-        decimal=cldr.get_decimal_symbol(parsed, numbering_system="latn"),
+        decimal=decimal,
+        common_form=common_form,
         groups=groups,
         minus_signs=frozenset({_ASCII_MINUS, minus, "\u2212"}),
         plus_signs=frozenset({"+", plus}),

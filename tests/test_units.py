@@ -9,6 +9,8 @@ import logging
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record
 from tap_ad_invoices.csvstream import MalformedCsv, iter_csv_rows
@@ -271,3 +273,22 @@ def test_a_lookback_sliver_costs_no_statement_of_its_own(lookback, window, expec
     assert start <= trimmed <= bookmark + dt.timedelta(days=1)  # never skips an unsynced day
     assert trimmed - start <= dt.timedelta(days=max(1, window // 30))
     assert len(plan_windows(trimmed, today, window)) == expected_windows
+
+
+@given(
+    keys=st.lists(
+        st.sampled_from(["IN-1", "IN-2", "IN-3", "CN-1", "", "é"]) | st.text(), max_size=60
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_occurrences_count_exactly_in_memory_and_after_spilling_to_disk(keys):
+    from collections import Counter
+
+    from tap_ad_invoices.keycount import OccurrenceCounter
+
+    expected: Counter[str] = Counter()
+    with OccurrenceCounter(in_memory_limit=3) as counter:
+        for key in keys:
+            expected[key] += 1
+            assert counter.add(key) == expected[key]
+        assert counter.on_disk == (len(expected) > 3)

@@ -52,7 +52,8 @@ class StatementColumns:
         self.mapping: ColumnMapping = map_columns(header, column_map)
         self.positions = self.mapping.positions
         self.grammar = AmountGrammar.for_locale(locale)
-        self.us_dates = locale.endswith("_US")
+        us_dates = locale.endswith("_US")
+        self._date_formats = ["%Y%m%d", "%m/%d/%Y" if us_dates else "%d/%m/%Y", "%d.%m.%Y"]
         self._warned: set[str] = set()
 
     def cell(self, cells: list[str], field: str) -> str | None:
@@ -65,8 +66,12 @@ class StatementColumns:
     def parse_date(self, text: str | None, field: str) -> dt.date | None:
         if text is None:
             return None
-        formats = ["%Y-%m-%d", "%Y%m%d", "%m/%d/%Y" if self.us_dates else "%d/%m/%Y", "%d.%m.%Y"]
-        for fmt in formats:
+        if len(text) >= 10 and text[4] == "-":  # ISO, by far the most common: no strptime
+            try:
+                return dt.date.fromisoformat(text[:10])
+            except ValueError:
+                pass
+        for fmt in self._date_formats:
             try:
                 return dt.datetime.strptime(text[:10] if "-" in text else text, fmt).date()
             except ValueError:

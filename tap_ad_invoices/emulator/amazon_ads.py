@@ -18,7 +18,7 @@ import io
 import itertools
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -286,6 +286,22 @@ def render_csv(
     return "\ufeff".encode() + out.getvalue().encode("utf-8")
 
 
+_SYNTHETIC: dict[int, bytes] = {}
+
+
+def synthetic_statement(invoices: list[AdsInvoice], rows: int) -> bytes:
+    """A statement of `rows` distinct invoices (the emulator's, renumbered), for benchmarks."""
+    if rows not in _SYNTHETIC:
+        templates = invoices[:50]
+        numbered = [
+            replace(templates[n % len(templates)], invoice_number=f"SYN-{n:09d}")
+            for n in range(rows)
+        ]
+        _SYNTHETIC.clear()  # one at a time: a million rows is a few hundred MB
+        _SYNTHETIC[rows] = render_csv(numbered)
+    return _SYNTHETIC[rows]
+
+
 def parse_request_date(text: str, accepted: list[str]) -> dt.date | None:
     formats = {"YYYYMMDD": "%Y%m%d", "YYYY-MM-DD": "%Y-%m-%d"}
     for name in accepted:
@@ -391,6 +407,9 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
     emulator.knobs.setdefault("ads_statement_vocabulary", "emulator")
     emulator.knobs.setdefault("ads_statement_drop_columns", [])
     emulator.knobs.setdefault("ads_raw_statements", {})
+    emulator.knobs.setdefault("ads_synthetic_rows", 0)  # benchmarks: one statement this long
+    if emulator.knobs["ads_synthetic_rows"]:  # rendered now, not while a tap waits for it
+        synthetic_statement(ads.invoices, int(emulator.knobs["ads_synthetic_rows"]))
     known_accounts = {a[0] for a in ACCOUNTS}
 
     @emulator.route("POST", "/adsAccounts/list", "ads.accounts.list")
@@ -502,8 +521,11 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
         assert request.match is not None
         statement = ads.statements[request.match["id"]]
         raw = emulator.knobs["ads_raw_statements"].get(statement["account_id"])
+        rows = int(emulator.knobs["ads_synthetic_rows"])
         body = (
-            raw.encode()
+            synthetic_statement(ads.invoices, rows)
+            if rows
+            else raw.encode()
             if raw is not None
             else render_csv(
                 ads.statement_rows(statement),
