@@ -277,13 +277,47 @@ class DocumentStore:
     def __init__(self, settings: DocumentSettings) -> None:
         self.settings = settings
 
+    def uri_for(self, *, source: str, account: str, name: str) -> str | None:
+        if not self.settings.destination:
+            return None
+        base = self.settings.destination.rstrip("/")
+        return f"{base}/{safe_name(source)}/{safe_name(account)}/{safe_name(name)}.pdf"
+
     def store(self, pdf: bytes, *, source: str, account: str, name: str) -> StoredDocument:
         """Keep `pdf` as configured; the stored path derives from source, account and name."""
         sha256 = hashlib.sha256(pdf).hexdigest()
-        uri = None
-        if self.settings.destination:
-            base = self.settings.destination.rstrip("/")
-            uri = f"{base}/{safe_name(source)}/{safe_name(account)}/{safe_name(name)}.pdf"
+        uri = self.uri_for(source=source, account=account, name=name)
+        if uri is not None:
             write_atomically(uri, pdf)
         content = base64.b64encode(pdf).decode("ascii") if self.settings.inline else None
         return StoredDocument(sha256, len(pdf), count_pages(pdf), uri, content)
+
+    def already_stored(
+        self, known: Mapping[str, Any] | None, *, source: str, account: str, name: str
+    ) -> StoredDocument | None:
+        """The document a previous run stored, when downloading it again would change nothing.
+
+        `known` is what that run recorded (`remember`). A look-back re-read of an issued
+        invoice needs no new download when its file is still where this configuration
+        puts it; with `inline`, or when the file is gone or elsewhere, it does.
+        """
+        if not known or self.settings.inline:
+            return None
+        uri = self.uri_for(source=source, account=account, name=name)
+        if known.get("uri") != uri:
+            return None
+        if uri is not None:
+            fs, path = fsspec.core.url_to_fs(uri)
+            if not fs.exists(path):
+                return None
+        return StoredDocument(known["sha256"], known["size"], known.get("page_count"), uri, None)
+
+
+def remember(document: StoredDocument) -> dict[str, Any]:
+    """What state keeps of a stored document so a later run can skip its download."""
+    return {
+        "sha256": document.sha256,
+        "size": document.size,
+        "page_count": document.page_count,
+        "uri": document.uri,
+    }

@@ -231,6 +231,45 @@ def test_pdfs_stored_with_emulator_sha256(
     assert_no_secrets(run, emulator)
 
 
+def test_a_lookback_rereads_pdfs_already_stored_without_downloading_them(
+    emulator: Emulator, google: fake.GoogleAdsEmulator, tmp_path: Path
+) -> None:
+    documents = tmp_path / "documents"
+    cfg = config(
+        google,
+        customer_ids=["1111111111", "2222222222", "3333333333"],
+        download_pdfs=True,
+        lookback_months=3,
+        documents={"destination": str(documents)},
+    )
+    first = run_tap(cfg, tmp_path / "1")
+    assert first.returncode == 0, first.stderr
+    emulator.counters.clear()
+
+    second = run_tap(cfg, tmp_path / "2", state=first.state)
+    assert second.returncode == 0, second.stderr
+    reread = second.records[STREAM]
+    assert reread, "the look-back must re-read some invoices"
+    assert emulator.counters["google.pdf"] == 0
+    earlier = {r["id"]: r for r in first.records[STREAM]}
+    for record in reread:  # the records still carry their document
+        for field in ("pdf_sha256", "pdf_uri", "pdf_size", "pdf_page_count"):
+            assert record[field] == earlier[record["id"]][field], field
+    kept = second.state["bookmarks"][STREAM]["documents"]
+    assert set(kept) == {r["id"] for r in reread}  # only what a look-back can re-read
+
+    # A file that is gone (or inline content wanted) is downloaded again.
+    Path(reread[0]["pdf_uri"]).unlink()
+    third = run_tap(cfg, tmp_path / "3", state=second.state)
+    assert third.returncode == 0, third.stderr
+    assert emulator.counters["google.pdf"] == 1
+    assert Path(reread[0]["pdf_uri"]).exists()
+    cfg["documents"]["inline"] = True
+    fourth = run_tap(cfg, tmp_path / "4", state=third.state)
+    assert emulator.counters["google.pdf"] == 1 + len(fourth.records[STREAM])
+    assert all(r["pdf_content_base64"] for r in fourth.records[STREAM])
+
+
 def test_pdf_over_max_bytes_is_refused(
     emulator: Emulator, google: fake.GoogleAdsEmulator, tmp_path: Path
 ) -> None:

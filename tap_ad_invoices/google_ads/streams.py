@@ -16,7 +16,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tap_ad_invoices.documents import DocumentSettings, DocumentStore, StoredDocument, unwrap_pdf
+from tap_ad_invoices.documents import (
+    DocumentSettings,
+    DocumentStore,
+    StoredDocument,
+    remember,
+    unwrap_pdf,
+)
 from tap_ad_invoices.errors import FailureLedger, item_errors
 from tap_ad_invoices.google_ads.client import AdsError, BillingSetup, GoogleAdsApi
 from tap_ad_invoices.google_ads.config import GoogleAdsSettings
@@ -29,6 +35,8 @@ if TYPE_CHECKING:
 
 STREAM_NAME = "google_ads_invoices"
 BOOKMARKS_KEY = "billing_setups"  # not "partitions": the SDK owns that key
+# invoice id -> the stored PDF: a look-back re-read does not download it again.
+DOCUMENTS_KEY = "documents"
 FIRST_ISSUE_MONTH = dt.date(2019, 1, 1)  # ListInvoices: YEAR_MONTH_TOO_OLD before 2019
 # The billing setup cannot have invoices: skip it with one warning, not a failure.
 SKIP_CODES = (
@@ -78,6 +86,9 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         self._pdf_lock = threading.Lock()
         self._pdf_claimed: set[str] = set()  # one download per invoice id, whichever customer
         self._pdfs: dict[str, Future[StoredDocument]] = {}  # until the record is written
+        self._documents: dict[str, Any] = {}  # state's record of stored PDFs, updated in order
+        self._known_pdfs: dict[str, Any] = {}  # its copy at the start, read by worker threads
+        self.reused_pdfs = 0
 
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         return [to_invoice(record)]
@@ -104,6 +115,8 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         state = self.get_context_state(context)
         bookmarks: dict[str, Any] = state.setdefault(BOOKMARKS_KEY, {})
+        documents: dict[str, Any] = state.setdefault(DOCUMENTS_KEY, {})
+        self._documents, self._known_pdfs = documents, dict(documents)
         api = GoogleAdsApi(self.settings, retry=retry_policy(self.config))
         workers = int(self.config.get("max_workers") or 4)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-ads")
@@ -113,6 +126,19 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             pdf_pool.shutdown(wait=True, cancel_futures=True)
+        if self.reused_pdfs:
+            self.logger.info(
+                "Google Ads: %d PDF(s) already stored by an earlier run, not downloaded again",
+                self.reused_pdfs,
+            )
+        self._forget_documents_before_the_lookback(documents)
+
+    def _forget_documents_before_the_lookback(self, documents: dict[str, Any]) -> None:
+        """State keeps only the PDFs a later run's look-back can re-read."""
+        _, end = sync_range(self.config)
+        oldest = f"{add_months(month_start(end), -self.settings.lookback_months):%Y-%m}"
+        for invoice_id in [i for i, d in documents.items() if d["issue_month"] < oldest]:
+            del documents[invoice_id]
 
     def _customers(self, api: GoogleAdsApi) -> list[str]:
         if self.settings.customer_ids:
@@ -167,14 +193,25 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
                 for invoice in invoices:
                     if invoice.id not in self._pdf_claimed and invoice.pdf_url:
                         self._pdf_claimed.add(invoice.id)
-                        self._pdfs[invoice.id] = pdf_pool.submit(
-                            self._download,
-                            api,
-                            invoice.id,
-                            invoice.pdf_url,
-                            invoice.payments_account_id,
+                        self._pdfs[invoice.id] = self._stored_or_download(
+                            api, pdf_pool, invoice.id, invoice.pdf_url, invoice.payments_account_id
                         )
         return invoices
+
+    def _stored_or_download(
+        self, api: GoogleAdsApi, pool: ThreadPoolExecutor, invoice_id: str, url: str, account: str
+    ) -> Future[StoredDocument]:
+        # An issued invoice's PDF does not change (corrections are new invoices or credit
+        # memos), so one stored by an earlier run is reused while its file is in place.
+        stored = self._store.already_stored(
+            self._known_pdfs.get(invoice_id), source="google_ads", account=account, name=invoice_id
+        )
+        if stored is None:
+            return pool.submit(self._download, api, invoice_id, url, account)
+        self.reused_pdfs += 1
+        reused: Future[StoredDocument] = Future()
+        reused.set_result(stored)
+        return reused
 
     def _download(
         self, api: GoogleAdsApi, invoice_id: str, url: str, account: str
@@ -245,4 +282,5 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
             pdf_uri=document.uri,
             pdf_content_base64=document.content_base64,
         )
+        self._documents[record["id"]] = {**remember(document), "issue_month": record["issue_month"]}
         return True
