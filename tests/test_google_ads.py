@@ -4,6 +4,9 @@ against the emulator. Expected values come from the emulator's truth(), never fr
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,12 @@ from tap_ad_invoices.emulator import google_ads as fake
 from tap_ad_invoices.errors import ConfigError
 from tap_ad_invoices.google_ads.client import AdsError, GoogleAdsApi
 from tap_ad_invoices.google_ads.config import GoogleAdsSettings
-from tap_ad_invoices.google_ads.conversion import amounts, invoice_schema, message_to_dict
+from tap_ad_invoices.google_ads.conversion import (
+    amounts,
+    invoice_schema,
+    message_to_dict,
+    schema_from_proto,
+)
 from tap_ad_invoices.tap import check_config
 from tests.tap_runner import TapRun, run_tap
 
@@ -464,3 +472,25 @@ def test_schema_and_records_cover_every_invoice_field() -> None:
     budget = record["account_budget_summaries"][0]
     assert budget["subtotal_amount"] == Decimal("0.00001")
     assert set(budget) == set(schema["account_budget_summaries"]["items"]["properties"])
+
+
+def test_the_shipped_schema_is_the_protos() -> None:
+    """Discovery reads a shipped copy of the schema; it must be the proto's, field for field.
+    After a google-ads upgrade: python scripts/update_google_schema.py."""
+    assert invoice_schema() == schema_from_proto()
+
+
+def test_discovery_and_other_sources_do_not_import_google_ads(
+    google: fake.GoogleAdsEmulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config(google)))
+    probe = (
+        "import sys\n"
+        "from tap_ad_invoices.tap import TapAdInvoices\n"
+        f"tap = TapAdInvoices(config={str(path)!r})\n"
+        "assert [s.name for s in tap.streams.values()]\n"
+        "print(sorted(m for m in sys.modules if m.startswith('google.ads')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -24,7 +24,6 @@ from tap_ad_invoices.documents import (
     unwrap_pdf,
 )
 from tap_ad_invoices.errors import FailureLedger, item_errors
-from tap_ad_invoices.google_ads.client import AdsError, BillingSetup, GoogleAdsApi
 from tap_ad_invoices.google_ads.config import GoogleAdsSettings
 from tap_ad_invoices.google_ads.conversion import invoice_record, invoice_schema, to_invoice
 from tap_ad_invoices.invoices import FeedsInvoices
@@ -32,6 +31,8 @@ from tap_ad_invoices.settings import retry_policy, sync_range
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
+
+    from tap_ad_invoices.google_ads.client import BillingSetup, GoogleAdsApi
 
 STREAM_NAME = "google_ads_invoices"
 BOOKMARKS_KEY = "billing_setups"  # not "partitions": the SDK owns that key
@@ -44,6 +45,12 @@ SKIP_CODES = (
     "BILLING_SETUP_NOT_ON_MONTHLY_INVOICING",
     "NON_SERVING_CUSTOMER",
 )
+
+
+def is_skippable(error: BaseException | None) -> bool:
+    from tap_ad_invoices.google_ads.client import AdsError
+
+    return isinstance(error, AdsError) and error.has(*SKIP_CODES)
 
 
 def month_start(value: dt.datetime | dt.date) -> dt.date:
@@ -117,6 +124,9 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         bookmarks: dict[str, Any] = state.setdefault(BOOKMARKS_KEY, {})
         documents: dict[str, Any] = state.setdefault(DOCUMENTS_KEY, {})
         self._documents, self._known_pdfs = documents, dict(documents)
+        # Imported only to sync: the google-ads client costs ~1 s of start-up.
+        from tap_ad_invoices.google_ads.client import GoogleAdsApi
+
         api = GoogleAdsApi(self.settings, retry=retry_policy(self.config))
         workers = int(self.config.get("max_workers") or 4)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-ads")
@@ -233,7 +243,7 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
                 for pending in partition.calls:
                     pending.cancel()
                 error = month_call.error
-                if isinstance(error, AdsError) and error.has(*SKIP_CODES):
+                if is_skippable(error):
                     # No bookmark: if the setup moves to monthly invoicing, its history counts.
                     self.logger.warning("Skipped %s: %s", partition.label, error)
                 else:
