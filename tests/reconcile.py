@@ -51,3 +51,20 @@ def assert_reconciles(
     source_sums = sums_by_currency(source, source_currency, source_total)
     assert invoice_sums == source_sums, (platform, invoice_sums, source_sums)
     return invoice_sums
+
+
+def line_item_sums(
+    transactions: list[dict[str, Any]], field: str = "total_amount"
+) -> dict[str | None, Decimal]:
+    """Per currency, the sum of one money field over every line item of the transactions.
+
+    For a source whose documents carry no amounts of their own (Amazon Business): the
+    `invoices` rows, credit memos negative, must add up to exactly this.
+    """
+    sums: dict[str | None, Decimal] = defaultdict(Decimal)
+    for transaction in transactions:
+        for line in transaction.get("line_items") or []:
+            money = line.get(field)
+            if money and money.get("amount") is not None:
+                sums[money.get("currency_code")] += Decimal(money["amount"])
+    return dict(sums)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,6 +17,7 @@ from tap_ad_invoices.amazon_business.client import AmazonBusinessClient
 from tap_ad_invoices.amazon_business.config import AmazonBusinessSettings
 from tap_ad_invoices.amazon_business.conversion import (
     DocumentRequest,
+    document_record,
     line_items_needing_details,
     plan_documents,
     transaction_record,
@@ -131,6 +133,7 @@ def test_plan_dedupes_and_maps_one_line_item_to_invoice_and_credit_memo() -> Non
     assert line_items_needing_details([charge, refund, carried]) == [
         ("o1", "l1", "s1"),
         ("o1", "l2", "s1"),
+        ("o2", "l9", "s9"),  # carried: its details still give the invoice's date and type
     ]
     details = {
         ("o1", "l1", "s1"): [
@@ -156,6 +159,120 @@ def test_plan_dedupes_and_maps_one_line_item_to_invoice_and_credit_memo() -> Non
         [charge, refund], details, document_types=("Credits",), marketplace_ids=("ATVPDKIKX0DER",)
     )
     assert sorted(only_credits) == ["CM-1|Credits"]
+
+
+def _line(key: tuple[str, str, str], sign: int = 1, **money: str | None) -> dict[str, Any]:
+    parts = {
+        "principalAmount": "10.00",
+        "shippingCharge": "4.99",
+        "regulatoryFee": None,
+        "giftWrappingCharge": None,
+        "discount": "-2.99",
+        "tax": "0.83",
+        "totalAmount": "12.83",
+        **money,
+    }
+    line: dict[str, Any] = {"orderId": key[0], "orderLineItemId": key[1], "shipmentId": key[2]}
+    for name, amount in parts.items():
+        value = None if amount is None else str(Decimal(amount) * sign)
+        line[name] = None if value is None else {"currencyCode": "EUR", "amount": value}
+    return line
+
+
+def _priced(txn_id: str, kind: str, lines: list[dict[str, Any]], invoice: str | None = None):
+    txn = _txn(txn_id, kind, "2026-02-01T00:00:00.000Z", [])
+    txn["transactionLineItems"] = lines
+    if invoice:
+        txn["invoiceNumber"] = invoice
+    return txn
+
+
+def test_amounts_sum_the_line_items_that_name_each_document() -> None:
+    a, b, c = ("o1", "l1", "s1"), ("o1", "l2", "s1"), ("o2", "l3", "s2")
+    charge = _priced(
+        "C1", "CHARGE", [_line(a), _line(b, principalAmount="20.00", totalAmount="22.83")]
+    )
+    refund = _priced("R1", "REFUND", [_line(a, -1)])
+    carried = _priced("C2", "CHARGE", [_line(c)], invoice="INV-2")
+    details = {
+        a: [
+            {
+                "invoiceNumber": "INV-1",
+                "invoiceType": "STANDARD",
+                "invoiceDate": "2026-01-31T23:00:00Z",
+            },
+            {"invoiceNumber": "CM-1", "invoiceType": "CREDIT_MEMO"},
+        ],
+        b: [{"invoiceNumber": "INV-1", "invoiceType": "STANDARD"}],
+        c: [{"invoiceNumber": "INV-2", "invoiceType": "STANDARD"}],
+    }
+    plan = plan_documents(
+        [charge, refund, carried],
+        details,
+        document_types=("Invoice", "Credits"),
+        marketplace_ids=("ATVPDKIKX0DER",),
+    )
+    # The refund names INV-1 too, but its money is the credit memo's only.
+    inv1 = plan["INV-1|Invoice"].amounts()
+    assert (inv1.currency, inv1.subtotal, inv1.tax, inv1.total, inv1.status) == (
+        "EUR",
+        Decimal("34.00"),
+        Decimal("1.66"),
+        Decimal("35.66"),
+        "derived",
+    )
+    cm1 = plan["CM-1|Credits"].amounts()
+    assert (cm1.subtotal, cm1.tax, cm1.total) == (
+        Decimal("-12.00"),
+        Decimal("-0.83"),
+        Decimal("-12.83"),
+    )
+    assert plan["INV-2|Invoice"].amounts().total == Decimal("12.83")
+    record = document_record(plan["INV-1|Invoice"], processing_status="DONE", report_id="R")
+    assert record["invoice_date"] == "2026-01-31"  # a date, not a timestamp
+    # The amounts survive the trip through state (pending reports resume with them).
+    again = DocumentRequest.from_state(json.loads(json.dumps(plan["CM-1|Credits"].to_state())))
+    assert again.amounts() == cm1
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (_line(("o1", "l1", "s1"), totalAmount=None), "no totalAmount"),
+        (_line(("o1", "l1", "s1"), totalAmount="12.84"), "= 12.83, not its total"),
+    ],
+)
+def test_a_line_that_does_not_add_up_leaves_the_amounts_null(line: dict, why: str) -> None:
+    plan = plan_documents(
+        [_priced("C1", "CHARGE", [line, _line(("o1", "l2", "s1"))], invoice="INV-1")],
+        {},
+        document_types=("Invoice",),
+        marketplace_ids=("ATVPDKIKX0DER",),
+    )
+    amounts = plan["INV-1|Invoice"].amounts()
+    assert amounts.total is None and amounts.subtotal is None and amounts.tax is None
+    assert amounts.status.startswith("missing: ") and why in amounts.status
+
+
+def test_a_line_naming_two_credit_memos_is_not_guessed() -> None:
+    a = ("o1", "l1", "s1")
+    refunds = [_priced("R1", "REFUND", [_line(a, -1)]), _priced("R2", "REFUND", [_line(a, -1)])]
+    details = {
+        a: [
+            {"invoiceNumber": "CM-1", "invoiceType": "CREDIT_MEMO"},
+            {"invoiceNumber": "CM-2", "invoiceType": "CREDIT_MEMO"},
+        ]
+    }
+    plan = plan_documents(
+        refunds, details, document_types=("Credits",), marketplace_ids=("ATVPDKIKX0DER",)
+    )
+    for key in ("CM-1|Credits", "CM-2|Credits"):
+        amounts = plan[key].amounts()
+        assert amounts.total is None and "names 2 Credits documents" in amounts.status
+    # State from before amounts were kept: the document's lines are unknown.
+    kept = ("lines", "amount_problems")
+    old = {k: v for k, v in plan["CM-1|Credits"].to_state().items() if k not in kept}
+    assert DocumentRequest.from_state(old).amounts().status.startswith("missing: requested by")
 
 
 def test_feed_windows_cover_the_range_without_gaps() -> None:

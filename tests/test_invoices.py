@@ -13,7 +13,7 @@ import pytest
 
 from tap_ad_invoices.emulator import Emulator
 from tap_ad_invoices.emulator.amazon_ads import ACCOUNTS
-from tests.reconcile import assert_reconciles
+from tests.reconcile import assert_reconciles, line_item_sums
 from tests.tap_runner import run_tap
 
 ADS = "amazon_ads_billing_statements"
@@ -150,7 +150,7 @@ def test_every_platform_maps_exactly_in_one_run(emulator, emulator_config, tmp_p
         assert row["status"] is None
         assert row["document_sha256"] == google["pdf_sha256"][number]
 
-    # Amazon Business: one row per delivered PDF; amounts live on transactions.
+    # Amazon Business: one row per delivered PDF; amounts derived from the line items.
     business = emulator.sources["amazon_business"].truth()["documents"]
     assert set(by_platform["amazon_business"]) == {d["invoice_number"] for d in business}
     for document in business:
@@ -159,7 +159,9 @@ def test_every_platform_maps_exactly_in_one_run(emulator, emulator_config, tmp_p
         assert row["document_kind"] == ("credit_memo" if credit else "invoice")
         assert row["document_sha256"] == document["sha256"]
         assert row["document_uri"].startswith(str(tmp_path / "pdfs"))
-        assert row["total_amount"] is None
+        assert row["amount_status"] == "derived"
+        assert row["subtotal_amount"] + row["tax_amount"] == row["total_amount"]
+        assert (row["total_amount"] < 0) == credit
 
     # Amazon Ads: one row per statement row (mapped field by field in the test above).
     assert len(by_platform["amazon_ads"]) == len(run.records[ADS])
@@ -183,11 +185,13 @@ def test_every_platform_maps_exactly_in_one_run(emulator, emulator_config, tmp_p
         source_keys=("id",),
     )
     assert google_sums
-    assert_reconciles(
+    business_sums = assert_reconciles(
         run,
         "amazon_business",
         "amazon_business_invoice_documents",
-        source_total=lambda r: None,  # no amounts on documents yet (issue 14)
+        source_total=lambda r: r["total_amount"],
         source_keys=tuple(next(iter(by_platform["amazon_business"].values()))["source_key"]),
     )
+    # ... and the documents' amounts add up to the transactions' line items.
+    assert business_sums == line_item_sums(run.records["amazon_business_transactions"]) != {}
     assert len(rows) == sum(len(v) for v in by_platform.values())

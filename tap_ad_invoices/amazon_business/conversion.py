@@ -27,6 +27,15 @@ DOCUMENT_TYPE_BY_TRANSACTION_TYPE = {
     "OVERREFUND": "Credits",
 }
 
+# The parts of a line item's subtotal: principal + shipping + fees + discounts (negative).
+SUBTOTAL_PARTS = (
+    "principalAmount",
+    "shippingCharge",
+    "regulatoryFee",
+    "giftWrappingCharge",
+    "discount",
+)
+
 LINE_ITEM_MONEY = (
     "totalAmount",
     "principalAmount",
@@ -175,6 +184,11 @@ class DocumentRequest:
     transaction_ids: set[str] = field(default_factory=set)
     first_feed_date: str = ""  # the earliest transaction covering it: the bookmark may not pass it
     last_feed_date: str = ""
+    # Money of the line items that name this document, by "<transactionId>#<line index>":
+    # [currency, subtotal, tax, total] as decimal strings (they go into state as they are).
+    lines: dict[str, list[str]] = field(default_factory=dict)
+    # Why the lines seen may not be all of the document's: then its amounts stay null.
+    amount_problems: set[str] = field(default_factory=set)
 
     @property
     def key(self) -> str:
@@ -197,6 +211,31 @@ class DocumentRequest:
                 if item.get(name):
                     attr.add(str(item[name]))
 
+    def add_line(self, txn: Mapping[str, Any], index: int, item: Mapping[str, Any]) -> None:
+        """Count one line item's money towards this document (once, whoever names it again)."""
+        line = f"{txn['transactionId']}#{index}"
+        amounts = line_amounts(item)
+        if isinstance(amounts, str):
+            self.amount_problems.add(f"line {line}: {amounts}")
+        else:
+            self.lines[line] = amounts
+
+    def amounts(self) -> DocumentAmounts:
+        """The sums of its lines, or why there are none: never a partial sum."""
+        currencies = {line[0] for line in self.lines.values()}
+        currency = next(iter(currencies)) if len(currencies) == 1 else None
+        problems = sorted(self.amount_problems)
+        if not self.lines and not problems:
+            problems = ["no line item of a transaction names it"]
+        if len(currencies) > 1:
+            problems.append(f"its line items are in {len(currencies)} currencies")
+        if problems:
+            return DocumentAmounts(currency, None, None, None, "missing: " + "; ".join(problems))
+        subtotal, tax, total = (
+            sum((Decimal(line[i]) for line in self.lines.values()), Decimal(0)) for i in (1, 2, 3)
+        )
+        return DocumentAmounts(currency, subtotal, tax, total, DERIVED)
+
     def to_state(self) -> dict[str, Any]:
         return {
             "invoice_number": self.invoice_number,
@@ -210,6 +249,8 @@ class DocumentRequest:
             "transaction_ids": sorted(self.transaction_ids),
             "first_feed_date": self.first_feed_date,
             "last_feed_date": self.last_feed_date,
+            "lines": self.lines,
+            "amount_problems": sorted(self.amount_problems),
         }
 
     @classmethod
@@ -219,7 +260,48 @@ class DocumentRequest:
             k: v for k, v in data.items() if k not in sets and k in cls.__dataclass_fields__
         }
         fields.update({k: set(data.get(k) or []) for k in sets})
+        fields["lines"] = {str(k): list(v) for k, v in (data.get("lines") or {}).items()}
+        fields["amount_problems"] = set(data.get("amount_problems") or [])
+        if "lines" not in data:  # state written before amounts were kept
+            fields["amount_problems"].add("requested by an earlier version that kept no amounts")
         return cls(**fields)
+
+
+DERIVED = "derived"
+
+
+@dataclass(frozen=True)
+class DocumentAmounts:
+    currency: str | None
+    subtotal: Decimal | None
+    tax: Decimal | None
+    total: Decimal | None
+    status: str  # "derived" or "missing: <why>"
+
+
+def line_amounts(item: Mapping[str, Any]) -> list[str] | str:
+    """[currency, subtotal, tax, total] of one line item, or why it cannot be counted.
+
+    A null part is zero (no fee, no discount); a null totalAmount is not: the total
+    is what proves the parts complete, so subtotal + tax must equal it exactly.
+    """
+    parts = {name: money(item.get(name), name) for name in (*SUBTOTAL_PARTS, "tax", "totalAmount")}
+    currencies = {p["currency_code"] for p in parts.values() if p and p["amount"] is not None}
+    total = parts["totalAmount"]
+    if total is None or total["amount"] is None:
+        return "no totalAmount"
+    if len(currencies) != 1 or None in currencies:
+        return "its amounts are not in one named currency"
+
+    def amount(name: str) -> Decimal:
+        part = parts[name]
+        return part["amount"] if part and part["amount"] is not None else Decimal(0)
+
+    subtotal = sum((amount(name) for name in SUBTOTAL_PARTS), Decimal(0))
+    tax = amount("tax")
+    if subtotal + tax != total["amount"]:
+        return f"principal + shipping + fees + discounts + tax = {subtotal + tax}, not its total"
+    return [str(total["currency_code"]), str(subtotal), str(tax), str(total["amount"])]
 
 
 def line_item_key(item: Mapping[str, Any]) -> LineItemKey | None:
@@ -229,11 +311,10 @@ def line_item_key(item: Mapping[str, Any]) -> LineItemKey | None:
 
 
 def line_items_needing_details(transactions: Iterable[Mapping[str, Any]]) -> list[LineItemKey]:
-    """Line items of transactions that do not carry their invoiceNumber, deduplicated."""
+    """Every shipped line item, deduplicated: the details give each invoice's type and date,
+    also of invoices a transaction names itself."""
     seen: dict[LineItemKey, None] = {}
     for txn in transactions:
-        if txn.get("invoiceNumber"):
-            continue
         for item in txn.get("transactionLineItems") or []:
             key = line_item_key(item)
             if key is not None:
@@ -274,7 +355,12 @@ def plan_documents(
 
     plan: dict[str, DocumentRequest] = {}
 
-    def add(number: str, txn: Mapping[str, Any], items: list[Mapping[str, Any]]) -> None:
+    def add(
+        number: str,
+        txn: Mapping[str, Any],
+        items: list[tuple[int, Mapping[str, Any]]],
+        names: Mapping[int, set[str]] | None,
+    ) -> None:
         meta = invoice_meta.get(number) or {}
         invoice_type = meta.get("invoiceType")
         document_type = DOCUMENT_TYPE_BY_INVOICE_TYPE.get(str(invoice_type)) or (
@@ -286,24 +372,69 @@ def plan_documents(
         request = plan.setdefault(request.key, request)
         request.invoice_type = request.invoice_type or invoice_type
         request.invoice_date = request.invoice_date or meta.get("invoiceDate")
-        request.cover(txn, items)
+        request.cover(txn, [item for _, item in items])
+        attribute_money(request, txn, items, names, invoice_meta)
 
     for txn in transactions:
         if txn.get("marketplaceId") not in marketplace_ids:
             continue
-        items = list(txn.get("transactionLineItems") or [])
+        items = list(enumerate(txn.get("transactionLineItems") or []))
         if txn.get("invoiceNumber"):
-            add(str(txn["invoiceNumber"]), txn, items)
+            add(str(txn["invoiceNumber"]), txn, items, None)
             continue
-        by_invoice: dict[str, list[Mapping[str, Any]]] = {}
-        for item in items:
+        by_invoice: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+        names: dict[int, set[str]] = {}  # line index -> every invoice number naming it
+        for index, item in items:
             key = line_item_key(item)
             for detail in details.get(key, ()) if key else ():
                 if detail.get("invoiceNumber"):
-                    by_invoice.setdefault(str(detail["invoiceNumber"]), []).append(item)
+                    number = str(detail["invoiceNumber"])
+                    by_invoice.setdefault(number, []).append((index, item))
+                    names.setdefault(index, set()).add(number)
         for number, covered in by_invoice.items():
-            add(number, txn, covered)
+            add(number, txn, covered, names)
     return plan
+
+
+def attribute_money(
+    request: DocumentRequest,
+    txn: Mapping[str, Any],
+    items: list[tuple[int, Mapping[str, Any]]],
+    names: Mapping[int, set[str]] | None,
+    invoice_meta: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Count the transaction's line items towards the document they belong to.
+
+    A charge's money belongs to its invoice, a refund's to its credit memo. A refund's
+    line item also names the invoice it refunds: that invoice's money came from the
+    charge, so the refund is not counted there. `names` is None when the transaction
+    itself carries the invoice number: then every line is that document's.
+    """
+    if DOCUMENT_TYPE_BY_TRANSACTION_TYPE.get(str(txn.get("transactionType"))) != (
+        request.document_type
+    ):
+        return
+    for index, item in items:
+        if names is None:
+            request.add_line(txn, index, item)
+            continue
+        same_kind = [
+            number
+            for number in names.get(index, ())
+            if DOCUMENT_TYPE_BY_INVOICE_TYPE.get(
+                str((invoice_meta.get(number) or {}).get("invoiceType"))
+            )
+            == request.document_type
+        ]
+        if same_kind == [request.invoice_number]:
+            request.add_line(txn, index, item)
+        else:
+            # Two credit memos for one line item, or an invoice of unknown type: which
+            # one holds this line's money cannot be told, so neither gets a sum.
+            request.amount_problems.add(
+                f"line {txn['transactionId']}#{index} names {len(same_kind)} "
+                f"{request.document_type} documents"
+            )
 
 
 def document_record(
@@ -314,12 +445,14 @@ def document_record(
     report_document_id: str | None = None,
     stored: StoredDocument | None = None,
 ) -> dict[str, Any]:
+    amounts = request.amounts()
     return {
         "invoice_number": request.invoice_number,
         "document_type": request.document_type,
         "marketplace_id": request.marketplace_id,
         "invoice_type": request.invoice_type,
-        "invoice_date": request.invoice_date,
+        # invoiceDate is a date-time, but an invoice is dated by its day, as Amazon wrote it.
+        "invoice_date": request.invoice_date[:10] if request.invoice_date else None,
         "order_ids": sorted(request.order_ids),
         "order_line_item_ids": sorted(request.order_line_item_ids),
         "shipment_ids": sorted(request.shipment_ids),
@@ -333,4 +466,9 @@ def document_record(
         "page_count": stored.page_count if stored else None,
         "uri": stored.uri if stored else None,
         "content_base64": stored.content_base64 if stored else None,
+        "currency": amounts.currency,
+        "subtotal_amount": amounts.subtotal,
+        "tax_amount": amounts.tax,
+        "total_amount": amounts.total,
+        "amount_status": amounts.status,
     }

@@ -26,7 +26,7 @@ from singer_sdk import typing as th
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import DocumentSettings, DocumentStore
 from tap_ad_invoices.errors import FailureLedger
-from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, FeedsInvoices
+from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, FeedsInvoices, signed
 from tap_ad_invoices.settings import retry_policy
 
 from . import pipeline
@@ -241,7 +241,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         th.Property("document_type", th.StringType, required=True, description="Invoice, Credits"),
         th.Property("marketplace_id", th.StringType),
         th.Property("invoice_type", th.StringType, description="STANDARD, CREDIT_MEMO if known"),
-        th.Property("invoice_date", th.DateTimeType),
+        th.Property("invoice_date", th.DateType, description="Day of the invoice details' date."),
         th.Property("order_ids", th.ArrayType(th.StringType)),
         th.Property("order_line_item_ids", th.ArrayType(th.StringType)),
         th.Property("shipment_ids", th.ArrayType(th.StringType)),
@@ -255,25 +255,44 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         th.Property("page_count", th.IntegerType),
         th.Property("uri", th.StringType),
         th.Property("content_base64", th.StringType),
+        th.Property("currency", th.StringType),
+        th.Property(
+            "subtotal_amount",
+            th.NumberType,
+            description="Principal + shipping + fees + discounts of its line items, exactly.",
+        ),
+        th.Property("tax_amount", th.NumberType),
+        th.Property("total_amount", th.NumberType),
+        th.Property(
+            "amount_status",
+            th.StringType,
+            description="derived (summed from every line item naming it) or 'missing: <why>'.",
+        ),
     ).to_dict()
 
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         """A row of `invoices` per delivered PDF.
 
         Amazon Business has no account id in these APIs: the marketplace stands in.
-        Amounts live on transactions, not invoices, so they stay empty here.
+        The amounts are those derived from the transactions' line items (or null, with
+        amount_status saying why), credit memos negative.
         """
         if record.get("processing_status") != pipeline.DONE:
             return []
         credit = record["document_type"] == "Credits" or record.get("invoice_type") == "CREDIT_MEMO"
-        invoice_date = record.get("invoice_date")
+        kind = CREDIT_MEMO if credit else INVOICE
         return [
             {
                 "platform": "amazon_business",
                 "account_id": record["marketplace_id"],
                 "invoice_number": record["invoice_number"],
-                "document_kind": CREDIT_MEMO if credit else INVOICE,
-                "issue_date": invoice_date[:10] if invoice_date else None,
+                "document_kind": kind,
+                "issue_date": record.get("invoice_date"),
+                "currency": record.get("currency"),
+                "subtotal_amount": signed(record.get("subtotal_amount"), kind),
+                "tax_amount": signed(record.get("tax_amount"), kind),
+                "total_amount": signed(record.get("total_amount"), kind),
+                "amount_status": record.get("amount_status"),
                 "document_uri": record.get("uri"),
                 "document_sha256": record.get("sha256"),
             }
@@ -294,7 +313,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         read = self.transaction_feed.read(start, self.logger)
         transactions, read_until = read.transactions, read.read_until
         holds: list[str] = []  # feed dates the bookmark may not pass
-        details, unresolved = self._invoice_details(transactions)
+        details, unresolved, unresolved_orders = self._invoice_details(transactions)
         holds += unresolved
         plan = plan_documents(
             transactions,
@@ -302,6 +321,12 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             document_types=settings.document_types,
             marketplace_ids=settings.marketplace_ids,
         )
+        for request in plan.values():
+            # Lines this run could not see may belong to the document: no sum then.
+            if request.order_ids & unresolved_orders:
+                request.amount_problems.add("invoice details of some of its orders failed")
+            if read_until < self.transaction_feed.run_end:
+                request.amount_problems.add(f"transactions fed after {iso_utc(read_until)} unread")
 
         for key, request in plan.items():
             if key in delivered:  # seen again (a later refund, say): keep it out of re-requests
@@ -387,10 +412,11 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
 
     def _invoice_details(
         self, transactions: list[dict[str, Any]]
-    ) -> tuple[dict[Any, list[dict[str, Any]]], list[str]]:
-        """Invoice details of line items lacking invoiceNumber, 25 per call.
+    ) -> tuple[dict[Any, list[dict[str, Any]]], list[str], set[str]]:
+        """Invoice details of every shipped line item, 25 per call.
 
-        Returns the details and the feed dates of transactions whose lookup failed.
+        Returns the details, the feed dates of transactions whose lookup failed, and
+        the orders of those line items.
         """
         keys = line_items_needing_details(transactions)
         results: list[dict[str, Any]] = []
@@ -410,7 +436,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
                     key = (item.get("orderId"), item.get("orderLineItemId"), item.get("shipmentId"))
                     if key in failed:
                         holds.append(str(txn["feedDate"]))
-        return details_by_line_item(results), holds
+        return details_by_line_item(results), holds, {key[0] for key in failed}
 
 
 def build_streams(tap: TapAdInvoices) -> list[Stream]:

@@ -312,7 +312,7 @@ class WorldBuilder:
                     "shippingCharge": _money(sign * shipping),
                     "regulatoryFee": None,
                     "giftWrappingCharge": None,
-                    "discount": _money(discount) if discount is not None else None,
+                    "discount": _money(sign * discount) if discount is not None else None,
                     "tax": _money(sign * tax),
                     "unitPrice": _money(item.unit_price),
                     "taxRate": "0.0825",
