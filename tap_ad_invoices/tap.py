@@ -213,12 +213,35 @@ def coerce_numbers(config: dict[str, Any], schema: dict[str, Any], prefix: str =
         setting = f"{prefix}{name}"
         if isinstance(value, dict):
             coerce_numbers(value, prop, f"{setting}.")
+        elif _is_list_of_strings(prop) and value is not None:
+            config[name] = string_list(value)
         elif isinstance(value, str) and ("number" in types or "integer" in types):
             with contextlib.suppress(InvalidOperation):
                 number = Decimal(value.strip())
                 if not number.is_finite():
                     raise ConfigError(setting, "must be a finite number (not NaN or Infinity)")
                 config[name] = int(number) if number == number.to_integral_value() else number
+
+
+def _is_list_of_strings(prop: dict[str, Any]) -> bool:
+    items = prop.get("items") or {}
+    return "array" in (prop.get("type") or []) and "string" in (items.get("type") or [])
+
+
+def string_list(value: Any) -> Any:
+    """Ids as Meltano and YAML hand them over, as the list of strings the schema wants.
+
+    `TAP_..._CUSTOMER_IDS=1111111111,2222222222` arrives as one string, YAML
+    `[1234567890]` as integers; both are ids. Anything else is left for the schema
+    check to name.
+    """
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
 
 
 def check_finite_numbers(value: Any, setting: str = "config") -> None:

@@ -494,3 +494,17 @@ def test_discovery_and_other_sources_do_not_import_google_ads(
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+@pytest.mark.parametrize(
+    "given",
+    [[1111111111, 2222222222], "1111111111,2222222222", ["111-111-1111", 2222222222]],
+    ids=["yaml-integers", "env-comma-separated", "mixed"],
+)
+def test_customer_ids_as_meltano_passes_them(
+    google: fake.GoogleAdsEmulator, tmp_path: Path, given: Any
+) -> None:
+    run = run_tap(config(google, customer_ids=given), tmp_path)
+    assert run.returncode == 0, run.stderr
+    wanted = ["1111111111", "2222222222"]
+    assert {r["id"] for r in run.records[STREAM]} == served_ids(google.truth(), wanted)
