@@ -64,6 +64,7 @@ class AsyncJobRunner(Generic[SpecT]):
         max_outstanding: int = 10,
         deadline: float | None = None,
         on_started: Callable[[Job[SpecT]], None] | None = None,
+        on_waiting: Callable[[list[Job[SpecT]], int], None] | None = None,
         describe: Callable[[SpecT], str] = str,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -74,6 +75,9 @@ class AsyncJobRunner(Generic[SpecT]):
         self.max_outstanding = max(1, max_outstanding)
         self.deadline = deadline
         self._on_started = on_started or (lambda job: None)
+        # Called before each wait with the jobs still running and the count not started,
+        # so a caller can say what a long silence is spent on.
+        self._on_waiting = on_waiting or (lambda running, waiting: None)
         self._describe = describe
         self._clock = clock
         self._sleep = sleep
@@ -141,4 +145,5 @@ class AsyncJobRunner(Generic[SpecT]):
                     yield job
                 yield from waiting  # never started: the next run plans them again
                 return
+            self._on_waiting(outstanding, len(waiting))
             self._sleep(self.poll_interval)

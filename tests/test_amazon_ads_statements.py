@@ -276,3 +276,23 @@ def test_every_statement_is_requested_before_the_first_is_ready(emulator, config
     assert max(s["created"] for s in statements) < min(s["first_polled"] for s in statements)
     # Each statement is polled twice (not ready, then ready): one sweep waits for all of them.
     assert emulator.counters["ads.statements.get"] == 2 * creates
+
+
+def test_long_waits_say_what_is_pending_and_what_resumes_next_run(emulator, config, tmp_path):
+    emulator.knobs["ads_polls_until_ready"] = 3
+    config["amazon_ads"]["progress_interval_seconds"] = 0
+    run = run_tap(config, tmp_path / "1")
+    assert run.returncode == 0, run.stderr
+    progress = [line for line in run.stderr.splitlines() if "waiting" in line and "so far" in line]
+    assert progress, "a wait must be reported"
+    assert all(ACCOUNTS[0][0] in line for line in progress)
+    assert "3 statement(s) being generated" in progress[0]
+
+    emulator.knobs["ads_polls_until_ready"] = 10**9  # never ready during this run
+    config["amazon_ads"].update(max_wait_seconds=0, max_statements_in_flight=1)
+    config["start_date"] = "2026-01-01"
+    stopped = run_tap(config, tmp_path / "2")
+    assert stopped.returncode == 0, stopped.stderr
+    [line] = [x for x in stopped.stderr.splitlines() if "stopped waiting" in x]
+    assert "1 statement(s) still generating" in line and "next run polls them" in line
+    assert all(account in line for account, _, _ in ACCOUNTS[1:])  # never requested, named

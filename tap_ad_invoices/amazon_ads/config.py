@@ -142,6 +142,13 @@ CONFIG_PROPERTY = th.Property(
             "still in progress keep their id in state and are resumed next run.",
         ),
         th.Property(
+        th.Property(
+            "progress_interval_seconds",
+            th.NumberType,
+            default=60,
+            description="While statements are being generated, how often the log says how "
+            "many are pending per account.",
+        ),
             "max_statements_in_flight",
             th.IntegerType,
             default=DEFAULT_STATEMENTS_IN_FLIGHT,
@@ -202,6 +209,7 @@ class AmazonAdsSettings:
             locale=section.get("locale") or "en_US",
             column_map=dict(section.get("column_map") or {}),
             country_codes=tuple(section.get("country_codes") or ()),
+    progress_interval_seconds: float
             lookback_days=int(section.get("lookback_days", 90)),
             window_days=int(section.get("window_days", 90)),
             poll_interval_seconds=float(section.get("poll_interval_seconds", 15)),
@@ -224,6 +232,7 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
                 f"{PREFIX}.account_ids",
                 f"{account_id!r} is not a global account id (amzn1.ads-account.g.…)",
             )
+            progress_interval_seconds=float(section.get("progress_interval_seconds", 60)),
     check_choice(PREFIX, "locale", section.get("locale") or "en_US", SUPPORTED_LOCALES)
     for header, field in (section.get("column_map") or {}).items():
         if field not in TYPED_FIELDS:
@@ -247,3 +256,4 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         value = section.get(key)
         if value and not str(value).startswith(("http://", "https://")):
             raise ConfigError(f"{PREFIX}.{key}", f"expected an http(s) URL, got {value!r}")
+    check_number(PREFIX, "progress_interval_seconds", section.get("progress_interval_seconds"))

@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import time
+import logging
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -97,6 +99,30 @@ SCHEMA = th.PropertiesList(
 
 def skip_lookback_sliver(start: dt.date, end: dt.date, bookmark: dt.date, window: int) -> dt.date:
     """Drop the oldest few look-back days when they alone would cost a statement.
+class WaitingReport:
+    """Every `interval` seconds of waiting on Amazon, one line: what is pending where."""
+
+    def __init__(self, logger: logging.Logger, interval: float) -> None:
+        self.logger, self.interval = logger, interval
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def __call__(self, running: list[Job[StatementRequest]], not_started: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        per_account = Counter(job.spec.account_id for job in running)
+        self.logger.info(
+            "Amazon Ads: waiting %.0f s so far on %d statement(s) being generated (%s); "
+            "%d not requested yet",
+            now - self.started,
+            len(running),
+            ", ".join(f"{account}: {n}" for account, n in sorted(per_account.items())),
+            not_started,
+        )
+
+
 
     With lookback_days 90 and window_days 90 the re-read is 91 days: one full
     statement and a one-day sliver on every run. A sliver of at most a thirtieth of a
@@ -198,7 +224,8 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
             deadline=time.monotonic() + self.settings.max_wait_seconds,
             on_started=self._remember_pending,
         )
-        still_running = 0
+        still_running: list[StatementRequest] = []
+        not_started: list[StatementRequest] = []
         for job in runner.run(specs):
             request = job.spec
             window = Window(request.start, request.end)
@@ -207,10 +234,11 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
                 with self._failures.unit(STREAM, item, self.logger) as statement:
                     yield from self._emit_statement(client, job)
                 if not statement.failed:  # a failed statement's window is read again next run
+            on_waiting=WaitingReport(self.logger, self.settings.progress_interval_seconds),
                     done[request.account_id].add(window)
                     self._forget_pending(request)
             elif job.update.status is JobStatus.PENDING:
-                still_running += job.job_id is not None
+                (still_running if job.job_id is not None else not_started).append(request)
             else:
                 self._forget_pending(request)  # a FAILED statement is requested anew next run
                 self._fail(
@@ -223,11 +251,11 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
                 done[request.account_id],
             )
             self.checkpoint()
-        if still_running:
+        if still_running or not_started:
             self.logger.warning(
-                "Amazon Ads: %d statement(s) still IN_PROGRESS after amazon_ads.max_wait_seconds="
-                "%g; their ids are in state and the next run resumes them",
-                still_running,
+                "Amazon Ads: stopped waiting after amazon_ads.max_wait_seconds=%g: %d statement(s) "
+                "still generating (%s; their ids are in state and the next run polls them) and "
+                "%d not requested yet (accounts %s; the next run requests them)",
                 self.settings.max_wait_seconds,
             )
 
@@ -239,6 +267,10 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
         except ApiError as exc:
             if exc.status == 404:
                 raise JobLost("the API no longer knows this statement id") from exc
+                len(still_running),
+                "; ".join(str(r) for r in still_running) or "none",
+                len(not_started),
+                ", ".join(sorted({r.account_id for r in not_started})) or "none",
             raise
 
     def _fail(self, request: StatementRequest, reason: str) -> None:
