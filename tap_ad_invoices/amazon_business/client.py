@@ -16,7 +16,7 @@ from tap_ad_invoices.http import HttpClient, RetryPolicy
 from tap_ad_invoices.lwa import LoginWithAmazon
 from tap_ad_invoices.ratelimit import TokenBucket
 
-from .config import KEY, AmazonBusinessSettings
+from .config import AmazonBusinessSettings
 
 TRANSACTIONS_PATH = "/reconciliation/2021-01-08/transactions"
 INVOICES_PATH = "/reconciliation/2021-01-08/invoices"
@@ -57,7 +57,7 @@ class AmazonBusinessClient:
             client_id=settings.client_id,
             client_secret=settings.client_secret,
             refresh_token=settings.refresh_token,
-            settings_prefix=KEY,
+            settings_prefix=settings.setting,  # names the store's setting in messages
             retry=retry,
         )
         self.http = HttpClient(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from singer_sdk import typing as th
 
 from tap_ad_invoices.errors import ConfigError
 from tap_ad_invoices.lwa import LWA_TOKEN_URLS
+from tap_ad_invoices.redaction import register_secret
 from tap_ad_invoices.settings import check_choice, check_int, check_number, require, sync_range
 
 KEY = "amazon_business"
@@ -23,6 +25,18 @@ API_URLS = {
 # The region's main marketplace (docs: marketplace-ids): US, UK, JP.
 DEFAULT_MARKETPLACES = {"NA": "ATVPDKIKX0DER", "EU": "A1F83G8C2ARO7P", "JP": "A1VC38T7YXB528"}
 DOCUMENT_TYPES = ("Invoice", "Credits")
+
+# One regional store of the business: its own authorisation, marketplaces and hosts.
+STORE = th.ObjectType(
+    th.Property("region", th.StringType, description="NA, EU or JP (one store per region)."),
+    th.Property(
+        "refresh_token", th.StringType, secret=True, description="The store's refresh token."
+    ),
+    th.Property("marketplace_ids", th.ArrayType(th.StringType)),
+    th.Property("api_url", th.StringType),
+    th.Property("token_url", th.StringType),
+)
+STORE_KEYS = ("region", "refresh_token", "marketplace_ids", "api_url", "token_url")
 
 CONFIG_PROPERTY = th.Property(
     KEY,
@@ -40,6 +54,13 @@ CONFIG_PROPERTY = th.Property(
             "marketplace_ids",
             th.ArrayType(th.StringType),
             description="Marketplaces to read (default: the region's main marketplace).",
+        ),
+        th.Property(
+            "stores",
+            th.ArrayType(STORE),
+            description="Several regional stores in one config, instead of refresh_token, "
+            "region and marketplace_ids: [{region, refresh_token, marketplace_ids}], "
+            "sharing client_id and client_secret.",
         ),
         th.Property(
             "document_types",
@@ -106,19 +127,29 @@ class AmazonBusinessSettings:
     token_url: str
     start_date: dt.datetime
     end_date: dt.datetime | None  # None: now, at the start of each run
+    # Where the store's settings are, for messages: "amazon_business" (the single-store
+    # form) or "amazon_business.stores[1]".
+    setting: str = KEY
+    # False for the single-store form: its state stays where it always was.
+    one_of_stores: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AmazonBusinessSettings:
-        section = config.get(KEY) or {}
-        validate(section, config)
-        region = section.get("region") or "NA"
+        """The settings of the first (in the single-store form, the only) store."""
+        return stores_from_config(config)[0]
+
+    @classmethod
+    def _store(
+        cls, section: Mapping[str, Any], store: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> AmazonBusinessSettings:
+        region = store.get("region") or "NA"
         start, end = sync_range(config)
         return cls(
             client_id=section["client_id"],
             client_secret=section["client_secret"],
-            refresh_token=section["refresh_token"],
+            refresh_token=store["refresh_token"],
             region=region,
-            marketplace_ids=tuple(section.get("marketplace_ids") or [DEFAULT_MARKETPLACES[region]]),
+            marketplace_ids=tuple(store.get("marketplace_ids") or [DEFAULT_MARKETPLACES[region]]),
             document_types=tuple(section.get("document_types") or DOCUMENT_TYPES),
             lookback_days=int(section.get("lookback_days", 30)),
             poll_interval_seconds=float(section.get("poll_interval_seconds", 15)),
@@ -126,11 +157,28 @@ class AmazonBusinessSettings:
             max_documents_per_run=_int_or_none(section.get("max_documents_per_run")),
             time_budget_seconds=_float_or_none(section.get("time_budget_seconds")),
             progress_interval_seconds=float(section.get("progress_interval_seconds", 60)),
-            api_url=(section.get("api_url") or API_URLS[region]).rstrip("/"),
-            token_url=section.get("token_url") or LWA_TOKEN_URLS[region],
+            api_url=(store.get("api_url") or API_URLS[region]).rstrip("/"),
+            token_url=store.get("token_url") or LWA_TOKEN_URLS[region],
             start_date=start,
             end_date=end if config.get("end_date") else None,
         )
+
+
+def stores_from_config(config: Mapping[str, Any]) -> list[AmazonBusinessSettings]:
+    """One settings object per regional store; the single-store form is one store."""
+    section = config.get(KEY) or {}
+    validate(section, config)
+    stores = section.get("stores")
+    if not stores:
+        return [AmazonBusinessSettings._store(section, section, config)]
+    return [
+        dataclasses.replace(
+            AmazonBusinessSettings._store(section, store, config),
+            setting=f"{KEY}.stores[{index}]",
+            one_of_stores=True,
+        )
+        for index, store in enumerate(stores)
+    ]
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -142,19 +190,24 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _check_url(key: str, value: Any) -> None:
+def _check_url(key: str, value: Any, *, name: str = KEY) -> None:
     if value is None:
         return
     if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-        raise ConfigError(f"{KEY}.{key}", f"expected an http(s) URL, got {value!r}")
+        raise ConfigError(f"{name}.{key}", f"expected an http(s) URL, got {value!r}")
 
 
 def _check_strings(
-    key: str, value: Any, *, choices: tuple[str, ...] | None = None, most: int = 25
+    key: str,
+    value: Any,
+    *,
+    choices: tuple[str, ...] | None = None,
+    most: int = 25,
+    name: str = KEY,
 ) -> None:
     if value is None:
         return
-    name = f"{KEY}.{key}"
+    name = f"{name}.{key}"
     if not isinstance(value, list) or not value or len(value) > most:
         raise ConfigError(name, f"expected a list of 1 to {most} values, got {value!r}")
     for item in value:
@@ -168,15 +221,45 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     """Everything knowable before a network call; raises ConfigError naming the setting."""
     if not isinstance(section, Mapping):
         raise ConfigError(KEY, "expected an object")
-    require(section, KEY, "client_id", "client_secret", "refresh_token")
-    check_choice(KEY, "region", section.get("region", "NA"), API_URLS)
-    _check_strings("marketplace_ids", section.get("marketplace_ids"))
+    require(section, KEY, "client_id", "client_secret")
+    if section.get("stores") is None:
+        _check_store(section, KEY)
+    else:
+        _check_stores(section)
     _check_strings("document_types", section.get("document_types"), choices=DOCUMENT_TYPES)
     check_int(KEY, "lookback_days", section.get("lookback_days"), minimum=0)
     check_int(KEY, "window_days", section.get("window_days"), minimum=1)
     check_int(KEY, "max_documents_per_run", section.get("max_documents_per_run"), minimum=1)
     for key in ("poll_interval_seconds", "time_budget_seconds", "progress_interval_seconds"):
         check_number(KEY, key, section.get(key), minimum=0.001)
-    _check_url("api_url", section.get("api_url"))
-    _check_url("token_url", section.get("token_url"))
     sync_range(config)
+
+
+def _check_store(store: Mapping[str, Any], name: str) -> None:
+    """A store's keys: at the top of the section (single-store form) or in `stores`."""
+    require(store, name, "refresh_token")
+    register_secret(store["refresh_token"])  # masked before any message could show it
+    check_choice(name, "region", store.get("region", "NA"), API_URLS)
+    _check_strings("marketplace_ids", store.get("marketplace_ids"), name=name)
+    _check_url("api_url", store.get("api_url"), name=name)
+    _check_url("token_url", store.get("token_url"), name=name)
+
+
+def _check_stores(section: Mapping[str, Any]) -> None:
+    stores = section["stores"]
+    if not isinstance(stores, list) or not stores:
+        raise ConfigError(f"{KEY}.stores", "expected a list of stores {region, refresh_token}")
+    for key in STORE_KEYS:
+        if section.get(key) is not None:
+            raise ConfigError(f"{KEY}.{key}", "set it in each of amazon_business.stores instead")
+    regions: set[str] = set()
+    for index, store in enumerate(stores):
+        name = f"{KEY}.stores[{index}]"
+        if not isinstance(store, Mapping):
+            raise ConfigError(name, "expected an object {region, refresh_token, marketplace_ids}")
+        require(store, name, "region")
+        _check_store(store, name)
+        if store["region"] in regions:
+            # Their state, documents and failures are kept per region.
+            raise ConfigError(f"{name}.region", f"{store['region']} is already a store above")
+        regions.add(store["region"])

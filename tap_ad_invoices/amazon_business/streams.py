@@ -25,13 +25,13 @@ from singer_sdk import typing as th
 
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import DocumentSettings, DocumentStore
-from tap_ad_invoices.errors import FailureLedger
+from tap_ad_invoices.errors import FailureLedger, describe, fails_source
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, FeedsInvoices, signed
 from tap_ad_invoices.settings import retry_policy
 
 from . import pipeline
 from .client import MAX_LINE_ITEMS_PER_CALL, AmazonBusinessClient, iso_utc
-from .config import KEY, AmazonBusinessSettings
+from .config import KEY, AmazonBusinessSettings, stores_from_config
 from .conversion import (
     DocumentRequest,
     details_by_line_item,
@@ -161,7 +161,8 @@ class TransactionFeed:
     def _window(self, bounds: tuple[dt.datetime, dt.datetime], logger: logging.Logger) -> _Window:
         if bounds in self._windows:
             return self._windows[bounds]
-        item = f"transactions fed {iso_utc(bounds[0])}..{iso_utc(bounds[1])}"
+        fed = f"{iso_utc(bounds[0])}..{iso_utc(bounds[1])}"
+        item = f"{store_label(self.settings)}transactions fed {fed}"
         window = _Window()
         # Named for the source: the window is read once for both streams.
         with self.ledger.unit(KEY, item, logger) as unit:
@@ -172,22 +173,77 @@ class TransactionFeed:
         return window
 
 
+def store_label(settings: AmazonBusinessSettings) -> str:
+    """Prefix of failure items, naming the store when there are several."""
+    return f"store {settings.region}: " if settings.one_of_stores else ""
+
+
+@dataclass
+class Store:
+    """One regional store: its own login, rate-limit buckets, transactions and state."""
+
+    settings: AmazonBusinessSettings
+    client: AmazonBusinessClient
+    feed: TransactionFeed
+    down: bool = False  # its credentials or host failed in this run: its streams skip it
+
+    @property
+    def context(self) -> dict[str, str]:
+        return {"region": self.settings.region}
+
+
 class AmazonBusinessStream(Stream):
-    def __init__(
-        self,
-        tap: TapAdInvoices,
-        settings: AmazonBusinessSettings,
-        client: AmazonBusinessClient,
-        feed: TransactionFeed,
-    ) -> None:
-        self.settings = settings
-        self.client = client
-        self.transaction_feed = feed
+    """Base of both streams: one state partition per store in the `stores` form.
+
+    The single-store form has no partitions, so its state stays where it always was.
+    """
+
+    def __init__(self, tap: TapAdInvoices, stores: list[Store]) -> None:
+        self.stores = stores
         self.failures = tap.failures
         super().__init__(tap)
 
+    @property
+    def partitions(self) -> list[dict[str, Any]] | None:
+        if not self.stores[0].settings.one_of_stores:
+            return None
+        return [store.context for store in self.stores]
+
     def record_failure(self, item: str, reason: str) -> None:
         self.failures.record(self.name, item, reason, self.logger)
+
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        store = self._store(context)
+        if not store.settings.one_of_stores:
+            yield from self.store_records(store, context)
+            return
+        if store.down:
+            self.logger.warning(
+                "%s skipped for store %s: it failed earlier in this run (see above)",
+                self.name,
+                store.settings.region,
+            )
+            return
+        try:
+            yield from self.store_records(store, context)
+        except Exception as exc:
+            if not fails_source(exc):
+                raise
+            # A refused token or an unreachable host fails this store, not the others.
+            store.down = True
+            self.failures.record(
+                KEY, f"{store_label(store.settings)}every item", describe(exc), self.logger
+            )
+
+    def store_records(
+        self, store: Store, context: Mapping[str, Any] | None
+    ) -> Iterable[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _store(self, context: Mapping[str, Any] | None) -> Store:
+        if context is None:
+            return self.stores[0]
+        return next(s for s in self.stores if s.settings.region == context["region"])
 
 
 class TransactionsStream(AmazonBusinessStream):
@@ -200,6 +256,7 @@ class TransactionsStream(AmazonBusinessStream):
 
     schema = th.PropertiesList(
         th.Property("transaction_id", th.StringType, required=True),
+        th.Property("region", th.StringType, description="The store: NA, EU or JP."),
         th.Property("transaction_type", th.StringType, description="CHARGE, REFUND, OVERREFUND"),
         th.Property("transaction_date", th.DateTimeType),
         th.Property("feed_date", th.DateTimeType, required=True),
@@ -220,13 +277,16 @@ class TransactionsStream(AmazonBusinessStream):
         th.Property("line_items", th.ArrayType(LINE_ITEM)),
     ).to_dict()
 
-    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
-        start = self.settings.start_date
+    def store_records(
+        self, store: Store, context: Mapping[str, Any] | None
+    ) -> Iterable[dict[str, Any]]:
+        start = store.settings.start_date
         bookmark = self.get_starting_timestamp(context)
         if bookmark is not None and bookmark > start:
             # Re-read the look-back window: late-settling amounts change transactions.
-            start = max(start, bookmark - dt.timedelta(days=self.settings.lookback_days))
-        yield from self.transaction_feed.read(start, self.logger).records
+            start = max(start, bookmark - dt.timedelta(days=store.settings.lookback_days))
+        for record in store.feed.read(start, self.logger).records:
+            yield {**record, "region": store.settings.region}
 
 
 class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingStream):
@@ -239,6 +299,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
     schema = th.PropertiesList(
         th.Property("invoice_number", th.StringType, required=True),
         th.Property("document_type", th.StringType, required=True, description="Invoice, Credits"),
+        th.Property("region", th.StringType, description="The store: NA, EU or JP."),
         th.Property("marketplace_id", th.StringType),
         th.Property("invoice_type", th.StringType, description="STANDARD, CREDIT_MEMO if known"),
         th.Property("invoice_date", th.DateType, description="Day of the invoice details' date."),
@@ -302,18 +363,20 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
     def document_settings(self) -> DocumentSettings:
         return DocumentSettings.from_config(self.config)
 
-    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
-        settings = self.settings
-        state = self.stream_state
+    def store_records(
+        self, store: Store, context: Mapping[str, Any] | None
+    ) -> Iterable[dict[str, Any]]:
+        settings = store.settings
+        state = self.get_context_state(context)
         delivered: dict[str, str] = state.setdefault("delivered", {})
         pending: dict[str, dict[str, Any]] = state.setdefault("pending_reports", {})
         bookmark = _parse(state.get("feed_date_bookmark"))
         lookback = dt.timedelta(days=settings.lookback_days)
         start = max(settings.start_date, bookmark - lookback) if bookmark else settings.start_date
-        read = self.transaction_feed.read(start, self.logger)
+        read = store.feed.read(start, self.logger)
         transactions, read_until = read.transactions, read.read_until
         holds: list[str] = []  # feed dates the bookmark may not pass
-        details, unresolved, unresolved_orders = self._invoice_details(transactions)
+        details, unresolved, unresolved_orders = self._invoice_details(store, transactions)
         holds += unresolved
         plan = plan_documents(
             transactions,
@@ -325,7 +388,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             # Lines this run could not see may belong to the document: no sum then.
             if request.order_ids & unresolved_orders:
                 request.amount_problems.add("invoice details of some of its orders failed")
-            if read_until < self.transaction_feed.run_end:
+            if read_until < store.feed.run_end:
                 request.amount_problems.add(f"transactions fed after {iso_utc(read_until)} unread")
 
         for key, request in plan.items():
@@ -357,7 +420,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
 
         budget = settings.time_budget_seconds
         runner = pipeline.DocumentPipeline(
-            self.client,
+            store.client,
             DocumentStore(self.document_settings),
             max_bytes=self.document_settings.max_bytes,
             poll_interval=settings.poll_interval_seconds,
@@ -369,13 +432,14 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         for outcome in runner.run(todo, resumed):
             request = outcome.request
             if outcome.status in (pipeline.DONE, pipeline.CANCELLED, pipeline.FATAL):
-                yield document_record(
+                record = document_record(
                     request,
                     processing_status=outcome.status,
                     report_id=outcome.report_id,
                     report_document_id=outcome.report_document_id,
                     stored=outcome.stored,
                 )
+                yield {**record, "region": settings.region}
             # The record above is written by now: only then is it safe to remember it.
             if outcome.status == pipeline.DONE:
                 delivered[request.key] = request.last_feed_date
@@ -411,7 +475,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             self.logger.info("%s still running: resumed next run", item)
 
     def _invoice_details(
-        self, transactions: list[dict[str, Any]]
+        self, store: Store, transactions: list[dict[str, Any]]
     ) -> tuple[dict[Any, list[dict[str, Any]]], list[str], set[str]]:
         """Invoice details of every shipped line item, 25 per call.
 
@@ -424,9 +488,10 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         for index in range(0, len(keys), MAX_LINE_ITEMS_PER_CALL):
             batch = keys[index : index + MAX_LINE_ITEMS_PER_CALL]
             body = [{"orderId": o, "orderLineItemId": li, "shipmentId": s} for o, li, s in batch]
-            item = f"invoice details of orders {sorted({k[0] for k in batch})}"
+            orders = sorted({k[0] for k in batch})
+            item = f"{store_label(store.settings)}invoice details of orders {orders}"
             with self.failures.unit(self.name, item, self.logger) as lookup:
-                results.extend(self.client.invoice_details(body))
+                results.extend(store.client.invoice_details(body))
             if lookup.failed:
                 failed.update(batch)
         holds = []
@@ -440,10 +505,9 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
 
 
 def build_streams(tap: TapAdInvoices) -> list[Stream]:
-    settings = AmazonBusinessSettings.from_config(tap.config)
-    client = AmazonBusinessClient(settings, retry=retry_policy(tap.config))
-    feed = TransactionFeed(settings, client, tap.failures)
-    return [
-        TransactionsStream(tap, settings, client, feed),
-        InvoiceDocumentsStream(tap, settings, client, feed),
-    ]
+    stores = []
+    for settings in stores_from_config(tap.config):
+        # Its own client: its own login and rate-limit buckets (Amazon's are per store).
+        client = AmazonBusinessClient(settings, retry=retry_policy(tap.config))
+        stores.append(Store(settings, client, TransactionFeed(settings, client, tap.failures)))
+    return [TransactionsStream(tap, stores), InvoiceDocumentsStream(tap, stores)]

@@ -5,6 +5,10 @@ the emulator starts so that look-back windows always have something to re-read:
 orders with one to three line items over one or two shipments, a STANDARD
 invoice per shipment, refunds with their CREDIT_MEMO invoice (so one line item
 maps to two invoices), some transactions carrying `invoiceNumber` and some not.
+Two regional stores of one business: NA (US, USD; `ab_orders`) and EU (DE, EUR;
+`ab_eu_orders`), each with its own refresh token and Login with Amazon endpoint
+(`/eu/auth/o2/token` for EU); the access token tells the routes which store's data to
+serve, and a report of one store is not found by the other.
 
 Documents are real small PDFs, zipped then gzipped as Amazon serves them; one
 archive names its member "../../escape/evil.pdf" to prove the tap never uses
@@ -42,8 +46,17 @@ from tap_ad_invoices.emulator.core import Emulator, Request, Response, json_resp
 CLIENT_ID = "amzn1.application-oa2-client.emulator0business"
 CLIENT_SECRET = "emulator-business-client-secret-5d2e"
 REFRESH_TOKEN = "Atzr|emulator-business-refresh-token-3b71"
+# The same business's EU store (amazon.de): its own authorisation, token endpoint and data.
+REFRESH_TOKEN_EU = "Atzr|emulator-business-eu-refresh-token-8c40"
+EU_TOKEN_PATH = "/eu/auth/o2/token"
+# Access tokens are minted per client id; the EU store's carry this one, so every
+# route can tell which store a call is for (hosts differ at Amazon, not here).
+EU_TOKEN_CLIENT = f"{CLIENT_ID}#EU"
+STORE_OF_TOKEN_CLIENT = {CLIENT_ID: "NA", EU_TOKEN_CLIENT: "EU"}
 
 MARKETPLACE_US = "ATVPDKIKX0DER"
+MARKETPLACE_DE = "A1PA6795UKMFR9"
+ROUTE_EU_TOKEN = "ab.lwa.eu"
 TRANSACTIONS_PATH = "/reconciliation/2021-01-08/transactions"
 INVOICES_PATH = "/reconciliation/2021-01-08/invoices"
 REPORTS_PATH = "/reports/2021-09-30/reports"
@@ -170,6 +183,7 @@ class Invoice:
 
 @dataclass
 class Report:
+    store: str
     report_id: str
     invoice_id: str
     document_type: str
@@ -187,12 +201,31 @@ class World:
     line_item_invoices: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StoreProfile:
+    """What differs between the regional stores' data."""
+
+    marketplace_id: str
+    currency: str
+    prefix: str  # of transaction ids and invoice numbers, so no two stores share one
+    merchant: str
+
+
+STORES = {
+    "NA": StoreProfile(MARKETPLACE_US, "USD", "", "Amazon.com Services LLC"),
+    "EU": StoreProfile(MARKETPLACE_DE, "EUR", "DE-", "Amazon EU S.à r.l."),
+}
+
+
 class WorldBuilder:
     """Deterministic orders, transactions and invoices; dates relative to `anchor`."""
 
-    def __init__(self, anchor: dt.datetime, world: World) -> None:
+    def __init__(
+        self, anchor: dt.datetime, world: World, profile: StoreProfile = STORES["NA"]
+    ) -> None:
         self.anchor = anchor
         self.world = world
+        self.profile = profile
 
     def add_order(
         self,
@@ -231,7 +264,9 @@ class WorldBuilder:
         invoice_numbers: dict[str, str] = {}
         for shipment in sorted({item.shipment_id for item in items}):
             tail = 3333 + index % 97 * 10 + int(shipment[-1])
-            number = f"{1111 + index:04d}-{2222 + len(shipment):04d}-{tail:04d}"
+            number = (
+                f"{self.profile.prefix}{1111 + index:04d}-{2222 + len(shipment):04d}-{tail:04d}"
+            )
             keys = [i.key for i in items if i.shipment_id == shipment]
             invoice = Invoice(number, "STANDARD", feed_date - dt.timedelta(hours=2), keys)
             self._add_invoice(invoice, index)
@@ -239,7 +274,7 @@ class WorldBuilder:
             created.append(number)
         carry = carry_invoice if carry_invoice is not None else (shipments == 1 and index % 2 == 0)
         charge = self._transaction(
-            f"TXN-C-{index:05d}",
+            f"{self.profile.prefix}TXN-C-{index:05d}",
             "CHARGE",
             feed_date,
             items,
@@ -249,7 +284,7 @@ class WorldBuilder:
         if refund if refund is not None else index % 3 == 1:
             item = items[0]
             memo = Invoice(
-                f"CM-{1111 + index:04d}-{index % 89:04d}",
+                f"CM-{self.profile.prefix}{1111 + index:04d}-{index % 89:04d}",
                 "CREDIT_MEMO",
                 feed_date + dt.timedelta(days=1),
                 [item.key],
@@ -257,7 +292,7 @@ class WorldBuilder:
             self._add_invoice(memo, index)
             created.append(memo.invoice_number)
             refund_txn = self._transaction(
-                f"TXN-R-{index:05d}",
+                f"{self.profile.prefix}TXN-R-{index:05d}",
                 "REFUND",
                 feed_date + dt.timedelta(days=1, hours=3),
                 [item],
@@ -295,6 +330,11 @@ class WorldBuilder:
         associated: str | None = None,
     ) -> dict[str, Any]:
         sign = Decimal(-1) if refund else Decimal(1)
+        currency = self.profile.currency
+
+        def money(amount: Decimal | None) -> dict[str, str] | None:
+            return _money(amount, currency)
+
         line_items = []
         total = Decimal(0)
         for item in items:
@@ -307,14 +347,14 @@ class WorldBuilder:
             line_items.append(
                 {
                     "refundReason": "Damaged in transit" if refund else None,
-                    "totalAmount": _money(sign * line_total),
-                    "principalAmount": _money(sign * principal),
-                    "shippingCharge": _money(sign * shipping),
+                    "totalAmount": money(sign * line_total),
+                    "principalAmount": money(sign * principal),
+                    "shippingCharge": money(sign * shipping),
                     "regulatoryFee": None,
                     "giftWrappingCharge": None,
-                    "discount": _money(sign * discount) if discount is not None else None,
-                    "tax": _money(sign * tax),
-                    "unitPrice": _money(item.unit_price),
+                    "discount": money(sign * discount) if discount is not None else None,
+                    "tax": money(sign * tax),
+                    "unitPrice": money(item.unit_price),
                     "taxRate": "0.0825",
                     "orderId": item.order_id,
                     "unspsc": "44121600",
@@ -326,13 +366,13 @@ class WorldBuilder:
                     "itemQuantity": item.quantity,
                     "shipmentId": item.shipment_id,
                     "shipmentDate": _iso(feed_date - dt.timedelta(hours=5)),
-                    "merchantLegalName": "Amazon.com Services LLC",
+                    "merchantLegalName": self.profile.merchant,
                     "budgetId": None,
                     "businessOrderInfo": {"costCenter": "CC-42"},
                 }
             )
         transaction: dict[str, Any] = {
-            "marketplaceId": MARKETPLACE_US,
+            "marketplaceId": self.profile.marketplace_id,
             "transactionDate": _iso(feed_date - dt.timedelta(hours=1)),
             "feedDate": _iso(feed_date),
             "transactionType": kind,
@@ -342,7 +382,7 @@ class WorldBuilder:
             "giftWrapTaxRate": None,
             "legalEntityName": "Acme Widgets LLC",
             "purchasingCustomerGroupName": "Facilities",
-            "amount": _money(sign * total),
+            "amount": money(sign * total),
             "paymentInstrumentType": "PayStation",
             "paymentInstrumentLast4Digits": "4242",
             "buyer": {"id": "BUYER1", "name": "Zoë Buyer", "email": "zoe@example.com"},
@@ -362,15 +402,22 @@ class AmazonBusinessEmulator:
         self.emulator = emulator
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         self.anchor = now
-        self.world = World()
-        self.builder = WorldBuilder(now, self.world)
-        orders = int(emulator.knobs.get("ab_orders", 9))
+        self.worlds = {store: World() for store in STORES}
+        self.world = self.worlds["NA"]  # the single-store config's store
+        self.builders = {
+            store: WorldBuilder(now, self.worlds[store], profile)
+            for store, profile in STORES.items()
+        }
+        self.builder = self.builders["NA"]
         span_days = float(emulator.knobs.get("ab_span_days", 90))
-        for index in range(orders):
-            # Oldest first; the newest order lands a few hours before now.
-            age = span_days * (orders - index) / orders
-            self.builder.add_order(index, now - dt.timedelta(days=age, hours=6))
-        self.next_order = orders
+        self.next_order: dict[str, int] = {}
+        for store, knob, default in (("NA", "ab_orders", 9), ("EU", "ab_eu_orders", 4)):
+            orders = int(emulator.knobs.get(knob, default))
+            for index in range(orders):
+                # Oldest first; the newest order lands a few hours before now.
+                age = span_days * (orders - index) / orders
+                self.builders[store].add_order(index, now - dt.timedelta(days=age, hours=6))
+            self.next_order[store] = orders
         self.reports: dict[str, Report] = {}
         self.sequence = itertools.count(1)
         self.documents_served: dict[str, str] = {}  # report document id -> sha256 served
@@ -390,15 +437,45 @@ class AmazonBusinessEmulator:
             }
         }
 
-    # ground truth for tests, and changes between runs --------------------------------
-    def expected_documents(self) -> dict[tuple[str, str], Invoice]:
+    def tap_config_stores(self) -> dict[str, Any]:
+        """The `stores` form: the NA and the EU store of one business, one app."""
+        base = self.emulator.base_url
         return {
-            (inv.invoice_number, inv.document_type): inv for inv in self.world.invoices.values()
+            "amazon_business": {
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "stores": [
+                    {
+                        "region": "NA",
+                        "refresh_token": REFRESH_TOKEN,
+                        "api_url": base,
+                        "token_url": f"{base}/auth/o2/token",
+                    },
+                    {
+                        "region": "EU",
+                        "refresh_token": REFRESH_TOKEN_EU,
+                        "marketplace_ids": [MARKETPLACE_DE],
+                        "api_url": base,
+                        "token_url": f"{base}{EU_TOKEN_PATH}",
+                    },
+                ],
+                "poll_interval_seconds": 0.1,
+                "progress_interval_seconds": 5,
+            }
         }
 
-    def truth(self) -> dict[str, Any]:
+    # ground truth for tests, and changes between runs --------------------------------
+    def expected_documents(self, store: str = "NA") -> dict[tuple[str, str], Invoice]:
         return {
-            "transactions": self.world.transactions,
+            (inv.invoice_number, inv.document_type): inv
+            for inv in self.worlds[store].invoices.values()
+        }
+
+    def truth(self, store: str = "NA") -> dict[str, Any]:
+        world = self.worlds[store]
+        return {
+            "marketplace_id": STORES[store].marketplace_id,
+            "transactions": world.transactions,
             "documents": [
                 {
                     "invoice_number": inv.invoice_number,
@@ -408,27 +485,28 @@ class AmazonBusinessEmulator:
                     "size": len(inv.pdf),
                     "line_items": [list(k) for k in inv.line_items],
                 }
-                for inv in self.world.invoices.values()
+                for inv in world.invoices.values()
             ],
-            "reports_created": len(self.reports),
+            "reports_created": sum(1 for r in self.reports.values() if r.store == store),
         }
 
     def mutate(self, change: dict[str, Any]) -> dict[str, Any]:
         if change.get("op") == "add_transaction":
-            index = self.next_order
-            self.next_order += 1
+            store = str(change.get("store", "NA"))
+            index = self.next_order[store]
+            self.next_order[store] += 1
             feed = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
-            created = self.builder.add_order(
+            created = self.builders[store].add_order(
                 index, feed, carry_invoice=change.get("carry_invoice"), refund=False
             )
             return {"invoice_numbers": created}
         raise ValueError(f"unknown change {change!r}")
 
     # helpers ----------------------------------------------------------------------------
-    def denied(self, request: Request) -> Response | None:
-        if self.emulator.token_client(request.headers.get("x-amz-access-token")) != CLIENT_ID:
-            return _errors(401, "Unauthorized", "Access to requested resource is denied.")
-        return None
+    def store(self, request: Request) -> str | None:
+        """The store whose access token the call carries; None: not a valid token."""
+        client = self.emulator.token_client(request.headers.get("x-amz-access-token"))
+        return STORE_OF_TOKEN_CLIENT.get(client or "")
 
     def limited(self, route: str, status: int, body: Any) -> Response:
         """A success answer with the route's rate limit announced, as Amazon does."""
@@ -468,6 +546,10 @@ def _errors(status: int, code: str, message: str) -> Response:
     return json_response(status, {"errors": [{"code": code, "message": message}]})
 
 
+def _denied() -> Response:
+    return _errors(401, "Unauthorized", "Access to requested resource is denied.")
+
+
 def _page_token(payload: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
 
@@ -487,10 +569,26 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
     ab = AmazonBusinessEmulator(emulator)
     emulator.lwa_clients[CLIENT_ID] = (CLIENT_SECRET, REFRESH_TOKEN)  # type: ignore[attr-defined]
 
+    @emulator.route("POST", EU_TOKEN_PATH, ROUTE_EU_TOKEN)
+    def eu_token(request: Request) -> Response:
+        """Login with Amazon of the EU store (api.amazon.co.uk): the EU refresh token only."""
+        form = request.form()
+        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+            return json_response(401, {"error": "invalid_client"})
+        if knobs.get("ab_eu_invalid_grant") or form.get("refresh_token") != REFRESH_TOKEN_EU:
+            return json_response(
+                400,
+                {"error": "invalid_grant", "error_description": "The request has an invalid grant"},
+            )
+        access_token, ttl = emulator.mint_token(EU_TOKEN_CLIENT, "Atza|")
+        return json_response(
+            200, {"access_token": access_token, "token_type": "bearer", "expires_in": ttl}
+        )
+
     @emulator.route("GET", TRANSACTIONS_PATH, ROUTE_TRANSACTIONS)
     def transactions(request: Request) -> Response:
-        if (denied := ab.denied(request)) is not None:
-            return denied
+        if (store := ab.store(request)) is None:
+            return _denied()
         token = request.param("nextPageToken")
         if token is not None:
             if set(request.query) != {"nextPageToken"}:
@@ -520,7 +618,7 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
         matching = sorted(
             (
                 t
-                for t in ab.world.transactions
+                for t in ab.worlds[store].transactions
                 if start <= (_parse_iso(t["feedDate"]) or start) < end
             ),
             key=lambda t: (t["feedDate"], t["transactionId"]),
@@ -539,8 +637,8 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("POST", INVOICES_PATH, ROUTE_INVOICES)
     def invoice_details(request: Request) -> Response:
-        if (denied := ab.denied(request)) is not None:
-            return denied
+        if (store := ab.store(request)) is None:
+            return _denied()
         items = request.json().get("orderLineItems") or []
         if not items or len(items) > MAX_LINE_ITEMS_PER_CALL:
             return _errors(
@@ -558,8 +656,9 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
                     "orderId, orderLineItemId and shipmentId are required.",
                 )
             details = []
-            for number in ab.world.line_item_invoices.get(key, []):  # type: ignore[arg-type]
-                invoice = ab.world.invoices[number]
+            world = ab.worlds[store]
+            for number in world.line_item_invoices.get(key, []):  # type: ignore[arg-type]
+                invoice = world.invoices[number]
                 details.append(
                     {
                         "invoiceNumber": number,
@@ -573,8 +672,8 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("POST", REPORTS_PATH, ROUTE_CREATE)
     def create_report(request: Request) -> Response:
-        if (denied := ab.denied(request)) is not None:
-            return denied
+        if (store := ab.store(request)) is None:
+            return _denied()
         body = request.json()
         options = body.get("reportOptions") or {}
         marketplaces = body.get("marketplaceIds") or []
@@ -592,7 +691,7 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
             )
         invoice_id = str(options["invoiceId"])
         document_type = str(options.get("documentType", ""))
-        invoice = ab.world.invoices.get(invoice_id)
+        invoice = ab.worlds[store].invoices.get(invoice_id)
         if invoice_id in knobs["ab_fatal_invoices"]:
             outcome = "FATAL"
         elif (
@@ -606,6 +705,7 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
         report_id = f"AB{next(ab.sequence):08d}"
         with emulator.lock:
             ab.reports[report_id] = Report(
+                store,
                 report_id,
                 invoice_id,
                 document_type,
@@ -618,11 +718,11 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("GET", f"{REPORTS_PATH}/(?P<id>[^/]+)", ROUTE_GET_REPORT)
     def get_report(request: Request) -> Response:
-        if (denied := ab.denied(request)) is not None:
-            return denied
+        if (store := ab.store(request)) is None:
+            return _denied()
         assert request.match is not None
         report = ab.reports.get(request.match["id"])
-        if report is None:
+        if report is None or report.store != store:  # another store's report is not found
             return _errors(404, "NotFound", "Report not found.")
         delay = float(knobs["ab_report_delay_seconds"])
         age = time.monotonic() - report.created
@@ -650,11 +750,13 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("GET", f"{DOCUMENTS_PATH}/(?P<id>[^/]+)", ROUTE_GET_DOCUMENT)
     def get_document(request: Request) -> Response:
-        if (denied := ab.denied(request)) is not None:
-            return denied
+        if (store := ab.store(request)) is None:
+            return _denied()
         assert request.match is not None
         document_id = request.match["id"]
-        if not any(r.report_document_id == document_id for r in ab.reports.values()):
+        if not any(
+            r.report_document_id == document_id and r.store == store for r in ab.reports.values()
+        ):
             return _errors(404, "NotFound", "Report document not found.")
         url = emulator.presign(
             f"{DOWNLOAD_PREFIX}/{document_id}", float(knobs["ab_link_ttl_seconds"])
@@ -676,7 +778,7 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
         assert request.match is not None
         document_id = request.match["id"]
         report = next(r for r in ab.reports.values() if r.report_document_id == document_id)
-        invoice = ab.world.invoices[report.invoice_id]
+        invoice = ab.worlds[report.store].invoices[report.invoice_id]
         if report.invoice_id in (knobs.get("ab_corrupt_documents") or []):
             return Response(200, CORRUPT_GZIP, {"Content-Type": "application/octet-stream"})
         with emulator.lock:
