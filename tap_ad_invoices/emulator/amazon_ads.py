@@ -302,6 +302,10 @@ def synthetic_statement(invoices: list[AdsInvoice], rows: int) -> bytes:
     return _SYNTHETIC[rows]
 
 
+def bench_account_ids(count: int) -> list[str]:
+    return [f"amzn1.ads-account.g.bench{n:06d}" for n in range(count)]
+
+
 def parse_request_date(text: str, accepted: list[str]) -> dt.date | None:
     formats = {"YYYYMMDD": "%Y%m%d", "YYYY-MM-DD": "%Y-%m-%d"}
     for name in accepted:
@@ -410,7 +414,10 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
     emulator.knobs.setdefault("ads_synthetic_rows", 0)  # benchmarks: one statement this long
     if emulator.knobs["ads_synthetic_rows"]:  # rendered now, not while a tap waits for it
         synthetic_statement(ads.invoices, int(emulator.knobs["ads_synthetic_rows"]))
-    known_accounts = {a[0] for a in ACCOUNTS}
+    # Benchmarks ask for statements of many accounts: extra ones exist, with no invoices.
+    known_accounts = {a[0] for a in ACCOUNTS} | set(
+        bench_account_ids(int(emulator.knobs.get("ads_extra_accounts") or 0))
+    )
 
     @emulator.route("POST", "/adsAccounts/list", "ads.accounts.list")
     def list_accounts(request: Request) -> Response:
@@ -452,7 +459,8 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
                 400, {"code": "400", "details": "Invalid date format for startDate or endDate"}
             )
         n = next(ads.sequence)
-        currency = COUNTRY_CURRENCY[next(a for a in ACCOUNTS if a[0] == account_id)[2][0]]
+        countries = next((a[2] for a in ACCOUNTS if a[0] == account_id), ["US"])
+        currency = COUNTRY_CURRENCY[countries[0]]
         raw_id = (
             f"{account_id};GLOBAL_ACCOUNT&CSV;{body['locale']};{currency};"
             f"{start:%Y%m%d};{end:%Y%m%d};{n:09d}"
