@@ -1,4 +1,4 @@
-"""Amazon Ads: the global invoicing report (billing statements)."""
+"""Amazon Ads: the global invoicing report (billing statements) and invoice summaries."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 
 
 def _streams(tap: TapAdInvoices) -> list[Stream]:
+    from tap_ad_invoices.amazon_ads.invoice_streams import AmazonAdsInvoicesStream
     from tap_ad_invoices.amazon_ads.streams import BillingStatementsStream
 
-    return [BillingStatementsStream(tap, AmazonAdsSettings.from_section(tap.config[PREFIX]))]
+    settings = AmazonAdsSettings.from_section(tap.config[PREFIX])
+    return [BillingStatementsStream(tap, settings), AmazonAdsInvoicesStream(tap, settings)]
 
 
 SOURCE = Source(key=PREFIX, config_property=CONFIG_PROPERTY, validate=validate, streams=_streams)

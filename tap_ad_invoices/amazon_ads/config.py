@@ -19,6 +19,7 @@ PREFIX = "amazon_ads"
 # Statements cost Amazon minutes to generate and us one poll each per sweep: a two-year
 # first run of 20 accounts is 160 statements, all of which should wait at the same time.
 DEFAULT_STATEMENTS_IN_FLIGHT = 200
+DEFAULT_INVOICES_LOOKBACK_DAYS = 90
 API_URLS = {
     "NA": "https://advertising-api.amazon.com",
     "EU": "https://advertising-api-eu.amazon.com",
@@ -142,13 +143,13 @@ CONFIG_PROPERTY = th.Property(
             "still in progress keep their id in state and are resumed next run.",
         ),
         th.Property(
-        th.Property(
             "progress_interval_seconds",
             th.NumberType,
             default=60,
             description="While statements are being generated, how often the log says how "
             "many are pending per account.",
         ),
+        th.Property(
             "max_statements_in_flight",
             th.IntegerType,
             default=DEFAULT_STATEMENTS_IN_FLIGHT,
@@ -164,6 +165,20 @@ CONFIG_PROPERTY = th.Property(
             description="Date format of the statement request (see Known API quirks).",
         ),
         th.Property(
+            "invoices_lookback_days",
+            th.IntegerType,
+            default=DEFAULT_INVOICES_LOOKBACK_DAYS,
+            description="amazon_ads_invoices: days of issue dates before the bookmark re-read "
+            "on every run, so payment status changes and refunds are updated.",
+        ),
+        th.Property(
+            "invoice_documents",
+            th.BooleanType,
+            default=True,
+            description="amazon_ads_invoices: fetch each invoice's PDF (GET /billing/documents). "
+            "False: summaries and payment status only.",
+        ),
+        th.Property(
             "api_url",
             th.StringType,
             description="Override the regional API host (emulator, proxy).",
@@ -174,7 +189,8 @@ CONFIG_PROPERTY = th.Property(
             description="Override the regional Login with Amazon token URL.",
         ),
     ),
-    description="Amazon Ads: global invoicing report (billing statements).",
+    description="Amazon Ads: global invoicing report (billing statements) and invoice "
+    "summaries with their PDFs.",
 )
 
 
@@ -193,7 +209,10 @@ class AmazonAdsSettings:
     poll_interval_seconds: float
     max_wait_seconds: float
     max_statements_in_flight: int
+    progress_interval_seconds: float
     statement_date_format: str
+    invoices_lookback_days: int
+    invoice_documents: bool
     api_url: str
     token_url: str
 
@@ -209,15 +228,19 @@ class AmazonAdsSettings:
             locale=section.get("locale") or "en_US",
             column_map=dict(section.get("column_map") or {}),
             country_codes=tuple(section.get("country_codes") or ()),
-    progress_interval_seconds: float
             lookback_days=int(section.get("lookback_days", 90)),
             window_days=int(section.get("window_days", 90)),
             poll_interval_seconds=float(section.get("poll_interval_seconds", 15)),
             max_wait_seconds=float(section.get("max_wait_seconds", 3600)),
+            progress_interval_seconds=float(section.get("progress_interval_seconds", 60)),
             max_statements_in_flight=int(
                 section.get("max_statements_in_flight", DEFAULT_STATEMENTS_IN_FLIGHT)
             ),
             statement_date_format=section.get("statement_date_format") or "auto",
+            invoices_lookback_days=int(
+                section.get("invoices_lookback_days", DEFAULT_INVOICES_LOOKBACK_DAYS)
+            ),
+            invoice_documents=bool(section.get("invoice_documents", True)),
             api_url=section.get("api_url") or API_URLS[region],
             token_url=section.get("token_url") or LWA_TOKEN_URLS[region],
         )
@@ -232,7 +255,6 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
                 f"{PREFIX}.account_ids",
                 f"{account_id!r} is not a global account id (amzn1.ads-account.g.…)",
             )
-            progress_interval_seconds=float(section.get("progress_interval_seconds", 60)),
     check_choice(PREFIX, "locale", section.get("locale") or "en_US", SUPPORTED_LOCALES)
     for header, field in (section.get("column_map") or {}).items():
         if field not in TYPED_FIELDS:
@@ -246,8 +268,10 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
             raise ConfigError(f"{PREFIX}.country_codes", f"unknown country {code!r}{hint}")
     check_int(PREFIX, "lookback_days", section.get("lookback_days"), minimum=0)
     check_int(PREFIX, "window_days", section.get("window_days"), minimum=1)
+    check_int(PREFIX, "invoices_lookback_days", section.get("invoices_lookback_days"), minimum=0)
     check_number(PREFIX, "poll_interval_seconds", section.get("poll_interval_seconds"))
     check_number(PREFIX, "max_wait_seconds", section.get("max_wait_seconds"))
+    check_number(PREFIX, "progress_interval_seconds", section.get("progress_interval_seconds"))
     check_int(PREFIX, "max_statements_in_flight", section.get("max_statements_in_flight"), 1)
     check_choice(
         PREFIX, "statement_date_format", section.get("statement_date_format", "auto"), DATE_FORMATS
@@ -256,4 +280,3 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         value = section.get(key)
         if value and not str(value).startswith(("http://", "https://")):
             raise ConfigError(f"{PREFIX}.{key}", f"expected an http(s) URL, got {value!r}")
-    check_number(PREFIX, "progress_interval_seconds", section.get("progress_interval_seconds"))

@@ -10,12 +10,13 @@ A pending statement is polled again by the next run, never re-created.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gzip
-import time
 import logging
+import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -26,6 +27,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from tap_ad_invoices.amazon_ads.client import AmazonAdsClient, StatementRequest
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
 from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record, to_invoice
+from tap_ad_invoices.amazon_ads.invoice_streams import summaries_selected
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.csvstream import iter_csv_rows
 from tap_ad_invoices.errors import ApiError
@@ -97,8 +99,6 @@ SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-def skip_lookback_sliver(start: dt.date, end: dt.date, bookmark: dt.date, window: int) -> dt.date:
-    """Drop the oldest few look-back days when they alone would cost a statement.
 class WaitingReport:
     """Every `interval` seconds of waiting on Amazon, one line: what is pending where."""
 
@@ -123,6 +123,8 @@ class WaitingReport:
         )
 
 
+def skip_lookback_sliver(start: dt.date, end: dt.date, bookmark: dt.date, window: int) -> dt.date:
+    """Drop the oldest few look-back days when they alone would cost a statement.
 
     With lookback_days 90 and window_days 90 the re-read is 91 days: one full
     statement and a one-day sliver on every run. A sliver of at most a thirtieth of a
@@ -152,7 +154,13 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
         self._described: set[tuple[str, tuple[str, ...]]] = set()  # (account, header) logged
 
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+        if self._summaries_feed_invoices:  # precedence: README, amazon_ads_invoices
+            return ()
         return [to_invoice(record)]
+
+    @functools.cached_property
+    def _summaries_feed_invoices(self) -> bool:
+        return summaries_selected(self._tap)
 
     # -- state ----------------------------------------------------------------------
     def _account_state(self, account_id: str) -> dict[str, Any]:
@@ -198,6 +206,8 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
 
     # -- sync -----------------------------------------------------------------------
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        if not self.selected and self._summaries_feed_invoices:
+            return  # run only for `invoices`, which amazon_ads_invoices feeds instead
         client = AmazonAdsClient(self.settings, retry=retry_policy(self.config))
         start_at, end_at = sync_range(self.config)
         account_ids: list[str] = list(self.settings.account_ids)
@@ -223,6 +233,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
             max_outstanding=self.settings.max_statements_in_flight,
             deadline=time.monotonic() + self.settings.max_wait_seconds,
             on_started=self._remember_pending,
+            on_waiting=WaitingReport(self.logger, self.settings.progress_interval_seconds),
         )
         still_running: list[StatementRequest] = []
         not_started: list[StatementRequest] = []
@@ -234,7 +245,6 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
                 with self._failures.unit(STREAM, item, self.logger) as statement:
                     yield from self._emit_statement(client, job)
                 if not statement.failed:  # a failed statement's window is read again next run
-            on_waiting=WaitingReport(self.logger, self.settings.progress_interval_seconds),
                     done[request.account_id].add(window)
                     self._forget_pending(request)
             elif job.update.status is JobStatus.PENDING:
@@ -257,6 +267,10 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
                 "still generating (%s; their ids are in state and the next run polls them) and "
                 "%d not requested yet (accounts %s; the next run requests them)",
                 self.settings.max_wait_seconds,
+                len(still_running),
+                "; ".join(str(r) for r in still_running) or "none",
+                len(not_started),
+                ", ".join(sorted({r.account_id for r in not_started})) or "none",
             )
 
     def _poll(
@@ -267,10 +281,6 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
         except ApiError as exc:
             if exc.status == 404:
                 raise JobLost("the API no longer knows this statement id") from exc
-                len(still_running),
-                "; ".join(str(r) for r in still_running) or "none",
-                len(not_started),
-                ", ".join(sorted({r.account_id for r in not_started})) or "none",
             raise
 
     def _fail(self, request: StatementRequest, reason: str) -> None:

@@ -1,4 +1,5 @@
-"""Amazon Ads: /adsAccounts/list, /billingStatements (create, poll), S3 statement downloads.
+"""Amazon Ads: /adsAccounts/list, /billingStatements (create, poll), S3 statement downloads,
+/invoiceSummaries/list and /billing/documents (with presigned or API-path PDFs).
 
 The data is deterministic (derived from hashes, not from the clock): three
 global accounts in several countries and currencies, monthly invoices from
@@ -16,12 +17,15 @@ import gzip
 import hashlib
 import io
 import itertools
+import json
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+import simplejson
 from babel.numbers import format_decimal
 
 from tap_ad_invoices.emulator.core import Emulator, Request, Response, json_response
@@ -323,6 +327,9 @@ class AmazonAdsEmulator:
         self.statements: dict[str, dict[str, Any]] = {}
         self.sequence = itertools.count(1)
         self.create_requests: list[dict[str, Any]] = []
+        # amazon_ads_invoices: (account, body) of every summaries call; calls held per account.
+        self.summary_requests: list[tuple[str, dict[str, Any]]] = []
+        self.list_holds: dict[str, threading.Event] = {}
 
     def tap_config(self) -> dict[str, Any]:
         base = self.emulator.base_url
@@ -418,6 +425,7 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
     known_accounts = {a[0] for a in ACCOUNTS} | set(
         bench_account_ids(int(emulator.knobs.get("ads_extra_accounts") or 0))
     )
+    install_invoice_routes(emulator, ads)
 
     @emulator.route("POST", "/adsAccounts/list", "ads.accounts.list")
     def list_accounts(request: Request) -> Response:
@@ -547,3 +555,208 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
         return Response(200, body, {"Content-Type": "text/csv"})
 
     return ads
+
+
+# -- invoice summaries and billing documents (stream amazon_ads_invoices) --------------
+# The same invoices as the statements: one summary per invoice number, its amounts and
+# currency those of the statement row, so both streams describe one world.
+SUMMARIES_MEDIA_TYPE = "application/vnd.billingInvoiceSummary.v1+json"
+DOCUMENTS_MEDIA_TYPE = "application/vnd.billingDocuments.v1+json"
+DOC_TYPES = {"INVOICE", "CREDIT_MEMO", "GIS_INVOICE", "GIS_CREDIT_MEMO"}
+DOC_TYPES |= {"PAYMENT_COMPLEMENT", "PREPAYMENT_RECEIPT"}
+STATUS_CODES = {"Paid": "PAID", "Partially Paid": "PARTIALLY_PAID", "Unpaid": "UNPAID"}
+# The newest AU invoice of the third account: the API lists its PDF as not yet available.
+UNAVAILABLE_DOCUMENT = "IN-AU-2610-0003"
+UNAVAILABLE_REASON = "Document generation is in progress"
+
+
+def _money_json(amount: Decimal, currency: str) -> dict[str, Any]:
+    return {"amount": amount, "currencyCode": currency}
+
+
+def invoice_summary(inv: AdsInvoice) -> dict[str, Any]:
+    """A BillingInvoiceSummary for one invoice; a credit note's amount due is negative."""
+    summary: dict[str, Any] = {
+        "id": inv.invoice_number,
+        "issuedDate": inv.invoice_date.isoformat(),
+        "dueDate": inv.due_date.isoformat(),
+        "amountDue": _money_json(inv.total_amount, inv.currency),
+        "remainingAmountDue": _money_json(inv.remaining_amount, inv.currency),
+        "status": {
+            "code": STATUS_CODES[inv.status],
+            "value": inv.status,
+            "description": f"Invoice is {inv.status.lower()}",
+        },
+        "statusDecorator": {"code": "NONE", "value": ""},
+        "paymentMethodType": {"code": "INVOICE", "value": "Invoice"},
+        "ePaymentStatus": {"code": "NOT_APPLICABLE", "value": "Not applicable"},
+        "country": {"code": inv.country_code, "value": inv.country_code},
+    }
+    if inv.purchase_order:
+        summary["reserveOrderNumber"] = inv.purchase_order
+    if inv.document_type == "Credit Note":
+        summary["refundDetails"] = {
+            "amount": _money_json(-inv.total_amount, inv.currency),
+            "reason": "Invalid traffic",
+            "status": {"code": "ISSUED", "value": "Issued"},
+        }
+    return summary
+
+
+def document_pdf(inv: AdsInvoice) -> bytes:
+    """A one-page PDF naming the invoice and its total: what the billing API serves."""
+    text = f"Amazon Ads {inv.document_type} {inv.invoice_number} {inv.total_amount} {inv.currency}"
+    content = f"BT /F1 11 Tf 60 740 Td ({text}) Tj ET".encode()
+    bodies = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R >>",
+        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
+    ]
+    pdf = b"%PDF-1.7\n"
+    positions = []
+    for number, body in enumerate(bodies, 1):
+        positions.append(len(pdf))
+        pdf += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    table = "".join(f"{p:010d} 00000 n \n" for p in positions)
+    trailer = f"trailer\n<< /Size {len(bodies) + 1} /Root 1 0 R >>\nstartxref\n{len(pdf)}\n%%EOF\n"
+    return (
+        pdf + f"xref\n0 {len(bodies) + 1}\n0000000000 65535 f \n{table}".encode() + trailer.encode()
+    )
+
+
+def _decimal_json(status: int, body: Any) -> Response:
+    """JSON with amounts as exact numbers, as the billing API writes them."""
+    return Response(
+        status,
+        simplejson.dumps(body, use_decimal=True).encode(),
+        {"Content-Type": SUMMARIES_MEDIA_TYPE},
+    )
+
+
+def _documents_json(answer: dict[str, Any]) -> Response:
+    return Response(200, json.dumps(answer).encode(), {"Content-Type": DOCUMENTS_MEDIA_TYPE})
+
+
+def install_invoice_routes(emulator: Emulator, ads: AmazonAdsEmulator) -> None:
+    emulator.knobs.setdefault("ads_invoice_page_size", 20)  # small pages exercise paging
+    # Where storagePath points: "presigned" (an S3-like link) or "path" (on the API host).
+    emulator.knobs.setdefault("ads_document_storage", "presigned")
+    emulator.knobs.setdefault("ads_document_link_ttl_seconds", 300)
+    emulator.knobs.setdefault(
+        "ads_unavailable_documents", {UNAVAILABLE_DOCUMENT: UNAVAILABLE_REASON}
+    )
+    known_accounts = {a[0] for a in ACCOUNTS}
+
+    def checked(request: Request, media_type: str | None) -> Response | None:
+        """The model's request checks: credentials, the global account header, media types."""
+        if (denied := ads._unauthorized(request)) is not None:
+            return denied
+        account_id = request.headers.get("amazon-ads-accountid")
+        if not account_id:
+            return json_response(
+                400, {"code": "400", "details": "Amazon-Ads-AccountId is required"}
+            )
+        if account_id not in known_accounts:
+            return json_response(400, {"code": "400", "details": "Unknown advertising account"})
+        if media_type and request.headers.get("content-type") != media_type:
+            return json_response(415, {"code": "415", "details": "Unsupported media type"})
+        if media_type and request.headers.get("accept") != media_type:
+            return json_response(406, {"code": "406", "details": "Not acceptable"})
+        return None
+
+    def find(account_id: str, number: str) -> AdsInvoice | None:
+        return next(
+            (i for i in ads.invoices if i.account_id == account_id and i.invoice_number == number),
+            None,
+        )
+
+    @emulator.route("POST", "/invoiceSummaries/list", "ads.invoices.list")
+    def list_summaries(request: Request) -> Response:
+        if (refused := checked(request, SUMMARIES_MEDIA_TYPE)) is not None:
+            return refused
+        body = request.json()
+        account_id = request.headers["amazon-ads-accountid"]
+        ads.summary_requests.append((account_id, body))
+        hold = ads.list_holds.get(account_id)
+        if hold is not None:  # a test keeps the tap busy here, e.g. to kill it mid-run
+            hold.wait(timeout=120)
+        dates = body.get("invoiceIssuedDateRangeFilter") or {}
+        first = dt.date.fromisoformat(dates.get("startDate") or "1970-01-01")
+        last = dt.date.fromisoformat(dates.get("endDate") or "9999-12-31")
+        matching = sorted(
+            (
+                i
+                for i in ads.invoices
+                if i.account_id == account_id and first <= i.invoice_date <= last
+            ),
+            key=lambda i: (i.invoice_date, i.invoice_number),
+        )
+        size = min(int(body.get("maxResults", 100)), int(emulator.knobs["ads_invoice_page_size"]))
+        offset = int(body.get("nextToken") or 0)
+        page: dict[str, Any] = {
+            "aggregation": {
+                "invoiceSummaries": [invoice_summary(i) for i in matching[offset : offset + size]]
+            }
+        }
+        if offset + size < len(matching):
+            page["nextToken"] = str(offset + size)
+        return _decimal_json(200, page)
+
+    @emulator.route("GET", "/billing/documents/(?P<id>[^/]+)", "ads.documents.get")
+    def documents(request: Request) -> Response:
+        if (refused := checked(request, None)) is not None:
+            return refused
+        assert request.match is not None
+        account_id = request.headers["amazon-ads-accountid"]
+        wanted = request.query.get("docType") or []
+        if not wanted or not set(wanted) <= DOC_TYPES:
+            return json_response(400, {"code": "400", "details": "Invalid docType"})
+        inv = find(account_id, request.match["id"])
+        if inv is None:
+            return json_response(404, {"code": "404", "details": "Document not found"})
+        doc_type = "CREDIT_MEMO" if inv.document_type == "Credit Note" else "INVOICE"
+        document: dict[str, Any] = {
+            "docType": doc_type,
+            "contentType": "application/pdf",
+            "fileName": f"{inv.invoice_number}.pdf",
+        }
+        answer: dict[str, Any] = {"availableDocuments": [], "unavailableDocuments": []}
+        reason = emulator.knobs["ads_unavailable_documents"].get(inv.invoice_number)
+        if doc_type not in wanted:  # asked only for other types: nothing to list
+            return _documents_json(answer)
+        if reason:
+            answer["unavailableDocuments"].append({**document, "reason": reason})
+        else:
+            path = f"/billing/documents/{inv.invoice_number}/file"
+            if emulator.knobs["ads_document_storage"] == "presigned":
+                path = emulator.presign(
+                    f"/s3/billing-documents/{account_id}/{inv.invoice_number}.pdf",
+                    float(emulator.knobs["ads_document_link_ttl_seconds"]),
+                )
+            answer["availableDocuments"].append({**document, "storagePath": path})
+        return Response(200, json.dumps(answer).encode(), {"Content-Type": DOCUMENTS_MEDIA_TYPE})
+
+    @emulator.route(
+        "GET",
+        "/s3/billing-documents/(?P<account>[^/]+)/(?P<id>[^/]+)\\.pdf",
+        "ads.documents.download",
+    )
+    def presigned_document(request: Request) -> Response:
+        if (refused := emulator.refuse_presigned(request)) is not None:
+            return refused
+        assert request.match is not None
+        inv = find(request.match["account"], request.match["id"])
+        if inv is None:
+            return Response(404, b"<Error><Code>NoSuchKey</Code></Error>")
+        return Response(200, document_pdf(inv), {"Content-Type": "application/pdf"})
+
+    @emulator.route("GET", "/billing/documents/(?P<id>[^/]+)/file", "ads.documents.file")
+    def document_file(request: Request) -> Response:
+        if (refused := checked(request, None)) is not None:
+            return refused
+        assert request.match is not None
+        inv = find(request.headers["amazon-ads-accountid"], request.match["id"])
+        if inv is None:
+            return json_response(404, {"code": "404", "details": "Document not found"})
+        return Response(200, document_pdf(inv), {"Content-Type": "application/pdf"})

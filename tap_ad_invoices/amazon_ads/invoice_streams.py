@@ -1,0 +1,268 @@
+"""Stream `amazon_ads_invoices`: every invoice summary of a global account, with its PDF.
+
+Per account: one `POST /invoiceSummaries/list` query (every page) over the issue
+dates from the bookmark minus `invoices_lookback_days` to the end of the run;
+then, on a pool of `max_workers` threads, each invoice's documents
+(`GET /billing/documents/{id}`) and its PDF, emitted in (issued date, id) order.
+
+State (written after every account, so a killed run resumes from the next one):
+    {"accounts": {"<global account id>": {"issued_through": "2026-11-15"}},
+     "documents": {"<account>/<invoice id>": {sha256, size, page_count, uri,
+                                              doc_type, issued}}}
+`issued_through` moves only when every document of the account was fetched or
+reported unavailable by the API. `documents` lets a look-back re-read reuse a PDF
+already stored instead of downloading it again; entries older than the
+look-back are dropped.
+
+Precedence in `invoices`: when this stream is selected it is the only Amazon Ads
+feeder of `invoices`; the statement stream feeds it only when this one is not
+(`summaries_selected`). The rule depends on the catalog alone, so the table is
+the same whichever stream runs first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.helpers.conform import TypeConformanceLevel
+
+from tap_ad_invoices.amazon_ads.client import AmazonAdsClient
+from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
+from tap_ad_invoices.amazon_ads.invoice_client import InvoiceSummariesClient, is_presigned
+from tap_ad_invoices.amazon_ads.invoice_conversion import (
+    DOC_TYPES,
+    SCHEMA,
+    DocumentRef,
+    attach_document,
+    pick_document,
+    sort_key,
+    summary_record,
+    to_invoice,
+)
+from tap_ad_invoices.checkpoint import CheckpointingStream
+from tap_ad_invoices.documents import (
+    DocumentSettings,
+    DocumentStore,
+    StoredDocument,
+    remember,
+    unwrap_pdf,
+)
+from tap_ad_invoices.errors import ApiError
+from tap_ad_invoices.invoices import FeedsInvoices
+from tap_ad_invoices.settings import retry_policy, sync_range
+
+if TYPE_CHECKING:
+    from singer_sdk import Tap
+
+    from tap_ad_invoices.tap import TapAdInvoices
+
+STREAM = "amazon_ads_invoices"
+SOURCE = "amazon_ads"  # the documents folder, as for the other platforms
+
+
+def summaries_selected(tap: Tap) -> bool:
+    """Whether `amazon_ads_invoices` is selected, and so the one Amazon Ads feeder of `invoices`."""
+    stream = tap.streams.get(STREAM)
+    return stream is not None and stream.selected
+
+
+@dataclass(frozen=True)
+class DocumentOutcome:
+    doc_type: str | None
+    stored: StoredDocument | None
+    unavailable_reason: str | None
+    reused: bool = False
+
+
+class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream):
+    name = STREAM
+    primary_keys = ("account_id", "invoice_id")
+    replication_key = None
+    schema = SCHEMA
+    # Opt-in: selecting it changes which stream feeds the Amazon Ads rows of `invoices`,
+    # which an existing warehouse must not see happen on an upgrade (README).
+    selected_by_default = False
+    # Records are typed by construction (str, date, Decimal, int, the API's own dict).
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    def __init__(self, tap: TapAdInvoices, settings: AmazonAdsSettings) -> None:
+        super().__init__(tap)
+        self.settings = settings
+        self._failures = tap.failures
+        self.documents = DocumentSettings.from_config(tap.config)
+        self._store = DocumentStore(self.documents)
+        self._known: dict[str, Any] = {}  # state's documents at the start, read by workers
+        self.reused_pdfs = 0
+
+    def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+        return [to_invoice(record)]
+
+    # -- sync -----------------------------------------------------------------------
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        if not self.selected:
+            return  # run only as the parent of `invoices`, which the statements feed then
+        client = InvoiceSummariesClient(
+            AmazonAdsClient(self.settings, retry=retry_policy(self.config))
+        )
+        account_ids = list(self.settings.account_ids)
+        if not account_ids:
+            with self._failures.unit(STREAM, "account discovery", self.logger) as discovery:
+                account_ids = client.ads.list_account_ids()
+            if discovery.failed:
+                return
+        documents: dict[str, Any] = self.stream_state.setdefault("documents", {})
+        self._known = dict(documents)
+        workers = int(self.config.get("max_workers") or 4)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amazon-ads-documents")
+        try:
+            for account_id in account_ids:
+                yield from self._sync_account(client, pool, account_id, documents)
+                self.checkpoint()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if self.reused_pdfs:
+            self.logger.info(
+                "Amazon Ads: %d PDF(s) already stored by an earlier run, not downloaded again",
+                self.reused_pdfs,
+            )
+        self._forget_documents_before_the_lookback(documents)
+        self.checkpoint()
+
+    def _range(self, account_state: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
+        start_at, end_at = sync_range(self.config)
+        first = start_at.date()
+        if account_state.get("issued_through"):
+            bookmark = dt.date.fromisoformat(account_state["issued_through"])
+            first = max(first, bookmark - dt.timedelta(days=self.settings.invoices_lookback_days))
+        return first, end_at.date()
+
+    def _sync_account(
+        self,
+        client: InvoiceSummariesClient,
+        pool: ThreadPoolExecutor,
+        account_id: str,
+        documents: dict[str, Any],
+    ) -> Iterator[dict[str, Any]]:
+        accounts = self.stream_state.setdefault("accounts", {})
+        state = accounts.setdefault(account_id, {"issued_through": None})
+        first, last = self._range(state)
+        item = f"{account_id} {first}..{last}"
+        with self._failures.unit(STREAM, item, self.logger) as listing:
+            by_id = {
+                record["invoice_id"]: record
+                for record in (
+                    summary_record(account_id, s)
+                    for s in client.invoice_summaries(account_id, first, last)
+                )
+            }
+        if listing.failed:
+            return
+        records = sorted(by_id.values(), key=sort_key)
+        calls: list[Future[DocumentOutcome] | None] = [
+            pool.submit(self._document, client, account_id, r["invoice_id"])
+            if self.settings.invoice_documents
+            else None
+            for r in records
+        ]
+        complete = True
+        for record, call in zip(records, calls, strict=True):
+            if call is not None:
+                complete &= self._attach(record, call, documents)
+            yield record
+        self.logger.info("Amazon Ads: %s: %d invoice summaries", item, len(records))
+        if complete:  # a failed document is fetched again by the next run
+            state["issued_through"] = last.isoformat()
+
+    def _attach(
+        self, record: dict[str, Any], call: Future[DocumentOutcome], documents: dict[str, Any]
+    ) -> bool:
+        # One document fails alone; the record still goes out, without it.
+        item = f"{record['account_id']} invoice {record['invoice_id']}"
+        with self._failures.unit(STREAM, item, self.logger) as fetched:
+            outcome = call.result()
+        if fetched.failed:
+            return False
+        attach_document(record, outcome.doc_type, outcome.stored, outcome.unavailable_reason)
+        if outcome.stored is not None:
+            self.reused_pdfs += outcome.reused
+            documents[_key(record["account_id"], record["invoice_id"])] = {
+                **remember(outcome.stored),
+                "doc_type": outcome.doc_type,
+                "issued": record["issued_date"].isoformat() if record["issued_date"] else None,
+            }
+        return True
+
+    # -- documents (worker threads) ---------------------------------------------------
+    def _document(
+        self, client: InvoiceSummariesClient, account_id: str, invoice_id: str
+    ) -> DocumentOutcome:
+        known = self._known.get(_key(account_id, invoice_id))
+        # An issued invoice's PDF does not change, so one stored by an earlier run is
+        # reused while its file is where this configuration puts it.
+        stored = self._store.already_stored(
+            known, source=SOURCE, account=account_id, name=invoice_id
+        )
+        if stored is not None and known is not None:
+            return DocumentOutcome(known.get("doc_type"), stored, None, reused=True)
+        ref = pick_document(client.documents(account_id, invoice_id, DOC_TYPES))
+        if ref is None:
+            return DocumentOutcome(None, None, "the API lists no INVOICE or CREDIT_MEMO document")
+        if ref.storage_path is None:
+            return DocumentOutcome(ref.doc_type, None, ref.reason)
+        what = f"{ref.doc_type} document of invoice {invoice_id}"
+        pdf = unwrap_pdf(
+            self._download(client, account_id, invoice_id, ref, what), self.max_bytes, what
+        )
+        document = self._store.store(pdf, source=SOURCE, account=account_id, name=invoice_id)
+        return DocumentOutcome(ref.doc_type, document, None)
+
+    @property
+    def max_bytes(self) -> int:
+        return self.documents.max_bytes
+
+    def _download(
+        self,
+        client: InvoiceSummariesClient,
+        account_id: str,
+        invoice_id: str,
+        ref: DocumentRef,
+        what: str,
+    ) -> bytes:
+        assert ref.storage_path is not None
+        try:
+            return client.download(
+                account_id, ref.storage_path, max_bytes=self.max_bytes, what=what
+            )
+        except ApiError as exc:
+            # A presigned link expires (S3 answers 403, or 400 once it is malformed by age):
+            # the documents call hands out a fresh one. Once: a second refusal is the item's.
+            if exc.status not in (400, 403) or not is_presigned(ref.storage_path):
+                raise
+        fresh = pick_document(client.documents(account_id, invoice_id, DOC_TYPES))
+        if fresh is None or fresh.storage_path is None:
+            raise ApiError(f"{what}: the link expired and no new one was given")
+        return client.download(account_id, fresh.storage_path, max_bytes=self.max_bytes, what=what)
+
+    def _forget_documents_before_the_lookback(self, documents: dict[str, Any]) -> None:
+        """State keeps only the PDFs the next run of their account can re-read.
+
+        An account whose bookmark did not move re-reads from start_date: all of its stay.
+        """
+        oldest: dict[str, str] = {}
+        for account_id, state in self.stream_state.get("accounts", {}).items():
+            if state.get("issued_through"):
+                bookmark = dt.date.fromisoformat(state["issued_through"])
+                lookback = dt.timedelta(days=self.settings.invoices_lookback_days)
+                oldest[account_id] = (bookmark - lookback).isoformat()
+        for key in list(documents):
+            account_id = key.rsplit("/", 1)[0]
+            if (documents[key].get("issued") or "") < oldest.get(account_id, ""):
+                del documents[key]
+
+
+def _key(account_id: str, invoice_id: str) -> str:
+    return f"{account_id}/{invoice_id}"
