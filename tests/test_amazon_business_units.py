@@ -235,6 +235,34 @@ def test_amounts_sum_the_line_items_that_name_each_document() -> None:
     assert again.amounts() == cm1
 
 
+def test_a_document_waits_for_a_transaction_of_its_own_kind() -> None:
+    a = ("o1", "l1", "s1")
+    details = {
+        a: [
+            {"invoiceNumber": "INV-1", "invoiceType": "STANDARD"},
+            {"invoiceNumber": "CM-1", "invoiceType": "CREDIT_MEMO"},
+        ]
+    }
+    both = ("Invoice", "Credits")
+    # The charge's line already names the credit memo; its refund is not fed yet.
+    plan = plan_documents(
+        [_priced("C1", "CHARGE", [_line(a)])],
+        details,
+        document_types=both,
+        marketplace_ids=("ATVPDKIKX0DER",),
+    )
+    assert sorted(plan) == ["INV-1|Invoice"]
+    # A refund long after its charge: the invoice is not fetched again with no charge line.
+    plan = plan_documents(
+        [_priced("R1", "REFUND", [_line(a, -1)])],
+        details,
+        document_types=both,
+        marketplace_ids=("ATVPDKIKX0DER",),
+    )
+    assert sorted(plan) == ["CM-1|Credits"]
+    assert plan["CM-1|Credits"].amounts().status == "derived"
+
+
 @pytest.mark.parametrize(
     ("line", "why"),
     [

@@ -189,6 +189,9 @@ class DocumentRequest:
     lines: dict[str, list[str]] = field(default_factory=dict)
     # Why the lines seen may not be all of the document's: then its amounts stay null.
     amount_problems: set[str] = field(default_factory=set)
+    # A transaction of the document's own kind names it (a charge an invoice, a refund a
+    # credit memo). Planning only: a resumed report was planned so.
+    named_by_own_kind: bool = field(default=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -226,7 +229,8 @@ class DocumentRequest:
         currency = next(iter(currencies)) if len(currencies) == 1 else None
         problems = sorted(self.amount_problems)
         if not self.lines and not problems:
-            problems = ["no line item of a transaction names it"]
+            kind = "refund" if self.document_type == "Credits" else "charge"
+            problems = [f"no {kind} line item names it"]
         if len(currencies) > 1:
             problems.append(f"its line items are in {len(currencies)} currencies")
         if problems:
@@ -373,6 +377,8 @@ def plan_documents(
         request.invoice_type = request.invoice_type or invoice_type
         request.invoice_date = request.invoice_date or meta.get("invoiceDate")
         request.cover(txn, [item for _, item in items])
+        if DOCUMENT_TYPE_BY_TRANSACTION_TYPE.get(str(txn.get("transactionType"))) == document_type:
+            request.named_by_own_kind = True
         attribute_money(request, txn, items, names, invoice_meta)
 
     for txn in transactions:
@@ -393,7 +399,11 @@ def plan_documents(
                     names.setdefault(index, set()).add(number)
         for number, covered in by_invoice.items():
             add(number, txn, covered, names)
-    return plan
+    # A document named only by the other kind waits for its own: a credit memo already in
+    # the invoice details of a charge whose refund is not fed yet, or an invoice named by a
+    # refund long after its charge left the look-back window (fetched then). Requested
+    # now, it would be written with amounts missing for good, or overwrite derived ones.
+    return {key: request for key, request in plan.items() if request.named_by_own_kind}
 
 
 def attribute_money(
