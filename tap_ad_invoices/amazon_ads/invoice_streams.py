@@ -23,6 +23,7 @@ the same whichever stream runs first.
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 
 STREAM = "amazon_ads_invoices"
 SOURCE = "amazon_ads"  # the documents folder, as for the other platforms
+LOOKAHEAD = 4  # document calls queued per worker ahead of the record being written
 
 
 def summaries_selected(tap: Tap) -> bool:
@@ -81,7 +83,10 @@ class DocumentOutcome:
 class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream):
     name = STREAM
     primary_keys = ("account_id", "invoice_id")
-    replication_key = None
+    # Declared incremental (the real bookmarks are `accounts` above), so a target never
+    # takes a look-back re-read for the whole table and soft-deletes the rest.
+    replication_key = "issued_date"
+    is_sorted = False  # in order per account, not across accounts
     schema = SCHEMA
     # Opt-in: selecting it changes which stream feeds the Amazon Ads rows of `invoices`,
     # which an existing warehouse must not see happen on an upgrade (README).
@@ -162,20 +167,42 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream):
         if listing.failed:
             return
         records = sorted(by_id.values(), key=sort_key)
-        calls: list[Future[DocumentOutcome] | None] = [
-            pool.submit(self._document, client, account_id, r["invoice_id"])
-            if self.settings.invoice_documents
-            else None
-            for r in records
-        ]
         complete = True
-        for record, call in zip(records, calls, strict=True):
+        for record, call in self._with_documents(client, pool, records):
             if call is not None:
                 complete &= self._attach(record, call, documents)
             yield record
         self.logger.info("Amazon Ads: %s: %d invoice summaries", item, len(records))
         if complete:  # a failed document is fetched again by the next run
             state["issued_through"] = last.isoformat()
+
+    def _with_documents(
+        self,
+        client: InvoiceSummariesClient,
+        pool: ThreadPoolExecutor,
+        records: list[dict[str, Any]],
+    ) -> Iterator[tuple[dict[str, Any], Future[DocumentOutcome] | None]]:
+        """Each record with its document call, in order, a few calls ahead of the reader.
+
+        Calls run on the pool while earlier records are written; at most LOOKAHEAD per
+        worker are in flight or done but unread, so a large account's PDFs never pile up
+        in memory waiting for their turn.
+        """
+        if not self.settings.invoice_documents:
+            yield from ((record, None) for record in records)
+            return
+        ahead = LOOKAHEAD * int(self.config.get("max_workers") or 4)
+        calls: deque[tuple[dict[str, Any], Future[DocumentOutcome]]] = deque()
+        pending = iter(records)
+        while True:
+            while len(calls) < ahead and (record := next(pending, None)) is not None:
+                call = pool.submit(
+                    self._document, client, record["account_id"], record["invoice_id"]
+                )
+                calls.append((record, call))
+            if not calls:
+                return
+            yield calls.popleft()
 
     def _attach(
         self, record: dict[str, Any], call: Future[DocumentOutcome], documents: dict[str, Any]
