@@ -262,6 +262,9 @@ def test_a_daily_run_asks_for_one_statement_per_account(emulator, config, tmp_pa
     assert emulator.counters["ads.statements.create"] == len(ACCOUNTS)
     accounts = second.state["bookmarks"][STREAM]["accounts"]
     assert {a["synced_through"] for a in accounts.values()} == {config["end_date"]}
+    # Declared incremental, and no warning that it could not resume (it can).
+    assert f"'{STREAM}' in incremental mode" in second.stderr
+    assert "not resumable" not in second.stderr
 
 
 def test_every_statement_is_requested_before_the_first_is_ready(emulator, config, tmp_path):
