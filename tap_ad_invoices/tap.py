@@ -61,7 +61,8 @@ DOCUMENTS = th.Property(
             description="Refuse documents larger than this (bytes), before they fill memory.",
         ),
     ),
-    description="How invoice documents (PDFs) are kept; used by Google Ads and Amazon Business.",
+    description="How invoice documents (PDFs) are kept; used by Amazon Ads, Google Ads, "
+    "Amazon Business and Meta.",
 )
 
 
