@@ -294,7 +294,11 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
 
     name = "amazon_business_invoice_documents"
     primary_keys = ("invoice_number", "document_type")
-    replication_key = None
+    # Declared incremental (the real bookmarks are the feed windows and pending reports
+    # in state), so activate-version never treats one run's documents as the table.
+    replication_key = "invoice_date"
+    is_sorted = False
+    creates_reports = True  # one createReport each: synced after the streams that only read
 
     schema = th.PropertiesList(
         th.Property("invoice_number", th.StringType, required=True),
