@@ -66,6 +66,9 @@ class LoginWithAmazon:
         self._client_secret = client_secret
         self._refresh_token = refresh_token
         self._settings_prefix = settings_prefix  # "amazon_ads" or "amazon_business", for messages
+        # The app's client id and secret: the section's, also when the refresh token is a
+        # store's (amazon_business.stores[1] -> amazon_business).
+        self._client_prefix = settings_prefix.split(".", 1)[0].split("[", 1)[0]
         self._http = HttpClient(
             base_url="",
             retry=retry,
@@ -142,5 +145,5 @@ class LoginWithAmazon:
             f"Login with Amazon refused the credentials ({code}): re-authorise the "
             f"application and put the new refresh token in "
             f"{self._settings_prefix}.refresh_token (and check "
-            f"{self._settings_prefix}.client_id / client_secret)"
+            f"{self._client_prefix}.client_id / client_secret)"
         )

@@ -311,6 +311,9 @@ def register_secrets(config: Any, schema: dict[str, Any]) -> None:
             register_secret(value)
         elif isinstance(value, dict):
             register_secrets(value, prop)
+        elif isinstance(value, list):  # amazon_business.stores: a token in each item
+            for item in value:
+                register_secrets(item, prop.get("items") or {})
 
 
 def unknown_settings(config: Any, schema: dict[str, Any], prefix: str = "") -> list[str]:
