@@ -172,7 +172,7 @@ class Emulator:
 
         lwa.install(self)
         self.sources["amazon_ads"] = amazon_ads.install(self)
-        for module_name in ("google_ads", "amazon_business"):
+        for module_name in ("google_ads", "amazon_business", "meta"):
             module = _optional_source(module_name)
             if module is not None:
                 self.sources[module_name] = module.install(self)
