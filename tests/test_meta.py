@@ -7,7 +7,6 @@ own invoice types, independently of the tap's conversion code.
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import hashlib
 import json
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from tap_ad_invoices.emulator import Emulator
 from tap_ad_invoices.emulator import meta as fake
@@ -41,7 +39,7 @@ from tap_ad_invoices.meta.client import (
 from tap_ad_invoices.meta.config import MetaSettings
 from tap_ad_invoices.meta.conversion import invoice_record
 from tap_ad_invoices.redaction import strip_query
-from tap_ad_invoices.tap import TapAdInvoices, check_config
+from tap_ad_invoices.tap import check_config
 from tests.reconcile import assert_reconciles
 from tests.tap_runner import TapRun, parse_output, run_tap
 
@@ -53,7 +51,8 @@ KINDS = {"INV": "invoice", "CM": "credit_memo", "DM": "debit_memo", "PRO_FORMA":
 
 @pytest.fixture
 def graph(emulator: Emulator) -> fake.MetaEmulator:
-    return fake.ensure_installed(emulator)
+    meta: fake.MetaEmulator = emulator.sources["meta"]
+    return meta
 
 
 def config(graph: fake.MetaEmulator, tmp_path: Path, **section: Any) -> dict[str, Any]:
@@ -545,20 +544,3 @@ def test_jpy_minor_units_use_the_currency_offset() -> None:
     record = invoice_record(raw, "111")
     assert record["amount_due"]["offsetted_amount"] == 512345
     assert record["amount_due"]["amount"] == Decimal("512345")
-
-
-# The SDK's standard tap tests (schema, records, state) for a Meta-only config. The SDK
-# builds the tap at collection time, so this emulator starts on import (as in
-# test_sdk_standard.py) and stops at exit.
-_STANDARD_EMULATOR = Emulator(port=0).start()
-atexit.register(_STANDARD_EMULATOR.stop)
-_STANDARD_CONFIG = {
-    "start_date": "2025-01-01",
-    **fake.ensure_installed(_STANDARD_EMULATOR).tap_config(),
-}
-
-TestMetaStandard = get_tap_test_class(
-    TapAdInvoices,
-    config=_STANDARD_CONFIG,
-    suite_config=SuiteConfig(max_records_limit=500),
-)

@@ -9,7 +9,6 @@ import sys
 import threading
 from typing import Any
 
-from tap_ad_invoices.emulator import meta
 from tap_ad_invoices.emulator.core import Emulator
 
 DEFAULT_PORT = 8765
@@ -39,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
 
     knobs = {"google_certificate_file": args.certificate_file, **json.loads(args.knobs)}
     emulator = Emulator(port=args.port, knobs=knobs).start()
-    meta.ensure_installed(emulator)
     if args.write_config:
         with open(args.write_config, "w", encoding="utf-8") as handle:
             json.dump(tap_config(emulator), handle, indent=2)

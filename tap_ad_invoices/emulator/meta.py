@@ -507,11 +507,3 @@ def install(emulator: Emulator) -> MetaEmulator:
         return pdf_answer(invoice)
 
     return meta
-
-
-def ensure_installed(emulator: Emulator) -> MetaEmulator:
-    """Meta's routes on `emulator`, once (the core may already have installed them)."""
-    existing = emulator.sources.get("meta")
-    if existing is None:
-        existing = emulator.sources["meta"] = install(emulator)
-    return existing
