@@ -11,6 +11,7 @@ from singer_sdk import typing as th
 if TYPE_CHECKING:
     from singer_sdk import Stream
 
+    from tap_ad_invoices.catalog import StreamSpec
     from tap_ad_invoices.tap import TapAdInvoices
 
 
@@ -21,3 +22,6 @@ class Source:
     # Checks the section (and the top-level settings it uses); raises ConfigError.
     validate: Callable[[Mapping[str, Any], Mapping[str, Any]], None]
     streams: Callable[[TapAdInvoices], list[Stream]]
+    # What the source's streams declare (name, schema, keys), for the catalog of a
+    # config without this section.
+    catalog: Callable[[], list[StreamSpec]] = lambda: []

@@ -7,7 +7,7 @@ import copy
 import difflib
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -26,6 +26,7 @@ from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_ad_invoices import amazon_ads, amazon_business, google_ads, meta
+from tap_ad_invoices.catalog import UnconfiguredStream
 from tap_ad_invoices.connection import run_connection_test
 from tap_ad_invoices.documents import DEFAULT_MAX_BYTES, DocumentSettings, preflight_destination
 from tap_ad_invoices.errors import AuthorizationExpired, ConfigError, FailureLedger, describe
@@ -134,7 +135,8 @@ class TapAdInvoices(Tap):
             message = redact(str(exc))
             if raise_errors:
                 raise ConfigValidationError(message, errors=[message]) from None
-            self.logger.warning("Configuration error: %s", message)
+            # Only discovery validates without raising: the catalog needs no settings.
+            self.logger.info("Not needed for discovery, needed to sync: %s", message)
             return [message]
         for warning in unknown_settings(self._config, self.full_config_schema()):
             self.logger.warning("%s", redact(warning))
@@ -151,13 +153,20 @@ class TapAdInvoices(Tap):
         return [source for source in SOURCES if self.config.get(source.key)]
 
     def discover_streams(self) -> list[Stream]:
+        configured = self.configured_sources()
         streams = [
             self.guarded(stream, source.key)
-            for source in self.configured_sources()
+            for source in configured
             for stream in source.streams(self)
         ]
-        if not streams:
-            return []
+        # Every other source's streams too, empty when run: the catalog shows all the tap
+        # offers even before any credentials exist (meltano select --list --all).
+        streams += [
+            UnconfiguredStream(self, spec, source.key)
+            for source in SOURCES
+            if source not in configured
+            for spec in source.catalog()
+        ]
         invoices = InvoicesStream(self)
         for stream in streams:
             if isinstance(stream, FeedsInvoices):
@@ -215,13 +224,33 @@ class TapAdInvoices(Tap):
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
         """`--test`: one read-only call per configured source (connection.py), not a sync."""
-        if value != CliTestOptionValue.All.value:
-            super().cb_test(ctx, param, value)  # disabled, or `--test=schema`
-            return
-        config = ctx.params.get("config", _ConfigInput())
-        tap = cls(config=config.config, parse_env_config=config.parse_env, validate_config=True)
-        sources = [source.key for source in tap.configured_sources()]
-        ctx.exit(0 if run_connection_test(dict(tap.config), sources) else 1)
+        with cls._config_errors_in_one_line(ctx):
+            if value != CliTestOptionValue.All.value:
+                super().cb_test(ctx, param, value)  # disabled, or `--test=schema`
+                return
+            config = ctx.params.get("config", _ConfigInput())
+            tap = cls(config=config.config, parse_env_config=config.parse_env)
+            sources = [source.key for source in tap.configured_sources()]
+            ok = run_connection_test(dict(tap.config), sources)
+        ctx.exit(0 if ok else 1)
+
+    @classmethod
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """`--discover` needs no credentials and no start_date; a bad setting is one line."""
+        with cls._config_errors_in_one_line(ctx):
+            super().cb_discover(ctx, param, value)
+
+    @classmethod
+    @contextlib.contextmanager
+    def _config_errors_in_one_line(cls, ctx: click.Context) -> Iterator[None]:
+        # These options run while click parses the command line, before `invoke`
+        # could turn an error into one line.
+        try:
+            yield
+        except (ConfigError, ConfigValidationError) as exc:
+            errors = getattr(exc, "errors", None) or [str(exc)]
+            cls.logger.error("Configuration error: %s", redact(str(errors[0])))
+            ctx.exit(1)
 
     @classmethod
     def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> Any:

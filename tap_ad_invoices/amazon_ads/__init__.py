@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tap_ad_invoices.amazon_ads.config import CONFIG_PROPERTY, PREFIX, AmazonAdsSettings, validate
+from tap_ad_invoices.catalog import StreamSpec
 from tap_ad_invoices.sources import Source
 
 if TYPE_CHECKING:
@@ -21,4 +22,17 @@ def _streams(tap: TapAdInvoices) -> list[Stream]:
     return [BillingStatementsStream(tap, settings), AmazonAdsInvoicesStream(tap, settings)]
 
 
-SOURCE = Source(key=PREFIX, config_property=CONFIG_PROPERTY, validate=validate, streams=_streams)
+def _catalog() -> list[StreamSpec]:
+    from tap_ad_invoices.amazon_ads.invoice_streams import AmazonAdsInvoicesStream
+    from tap_ad_invoices.amazon_ads.streams import BillingStatementsStream
+
+    return [StreamSpec.of(BillingStatementsStream), StreamSpec.of(AmazonAdsInvoicesStream)]
+
+
+SOURCE = Source(
+    key=PREFIX,
+    config_property=CONFIG_PROPERTY,
+    validate=validate,
+    streams=_streams,
+    catalog=_catalog,
+)

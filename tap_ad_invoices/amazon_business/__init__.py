@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from tap_ad_invoices.catalog import StreamSpec
 from tap_ad_invoices.sources import Source
 
 from .config import CONFIG_PROPERTY, KEY, validate
@@ -25,4 +26,16 @@ def _streams(tap: TapAdInvoices) -> list[Stream]:
     return build_streams(tap)
 
 
-SOURCE = Source(key=KEY, config_property=CONFIG_PROPERTY, validate=_validate, streams=_streams)
+def _catalog() -> list[StreamSpec]:
+    from .streams import InvoiceDocumentsStream, TransactionsStream
+
+    return [StreamSpec.of(TransactionsStream), StreamSpec.of(InvoiceDocumentsStream)]
+
+
+SOURCE = Source(
+    key=KEY,
+    config_property=CONFIG_PROPERTY,
+    validate=_validate,
+    streams=_streams,
+    catalog=_catalog,
+)

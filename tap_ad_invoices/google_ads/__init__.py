@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tap_ad_invoices.catalog import StreamSpec
 from tap_ad_invoices.google_ads.config import CONFIG_PROPERTY, KEY, GoogleAdsSettings, validate
 from tap_ad_invoices.sources import Source
 
@@ -23,4 +24,13 @@ def streams(tap: TapAdInvoices) -> list[Stream]:
     return [GoogleAdsInvoicesStream(tap, GoogleAdsSettings.from_config(section))]
 
 
-SOURCE = Source(key=KEY, config_property=CONFIG_PROPERTY, validate=validate, streams=streams)
+def catalog() -> list[StreamSpec]:
+    from tap_ad_invoices.google_ads.conversion import invoice_schema
+    from tap_ad_invoices.google_ads.streams import GoogleAdsInvoicesStream
+
+    return [StreamSpec.of(GoogleAdsInvoicesStream, schema=invoice_schema())]
+
+
+SOURCE = Source(
+    key=KEY, config_property=CONFIG_PROPERTY, validate=validate, streams=streams, catalog=catalog
+)

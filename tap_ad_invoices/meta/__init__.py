@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tap_ad_invoices.catalog import StreamSpec
 from tap_ad_invoices.meta.config import CONFIG_PROPERTY, KEY, MetaSettings, validate
 from tap_ad_invoices.sources import Source
 
@@ -22,4 +23,12 @@ def streams(tap: TapAdInvoices) -> list[Stream]:
     return build_streams(tap, MetaSettings.from_config(section))
 
 
-SOURCE = Source(key=KEY, config_property=CONFIG_PROPERTY, validate=validate, streams=streams)
+def catalog() -> list[StreamSpec]:
+    from tap_ad_invoices.meta.streams import MetaInvoiceCampaignsStream, MetaInvoicesStream
+
+    return [StreamSpec.of(MetaInvoicesStream), StreamSpec.of(MetaInvoiceCampaignsStream)]
+
+
+SOURCE = Source(
+    key=KEY, config_property=CONFIG_PROPERTY, validate=validate, streams=streams, catalog=catalog
+)
