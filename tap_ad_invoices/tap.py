@@ -69,7 +69,7 @@ DOCUMENTS = th.Property(
 
 
 class TapAdInvoices(Tap):
-    """Invoices of Amazon Ads, Google Ads and Amazon Business."""
+    """Invoices of Amazon Ads, Google Ads, Amazon Business and Meta, with their PDFs."""
 
     name = "tap-ad-invoices"
     package_name = "tap-ad-invoices"

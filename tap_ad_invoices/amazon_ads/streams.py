@@ -123,6 +123,14 @@ class WaitingReport:
         )
 
 
+def rereads_from(
+    start: dt.date, end: dt.date, bookmark: dt.date, settings: AmazonAdsSettings
+) -> dt.date:
+    """Where a run that has synced through `bookmark` starts: the look-back, sliver-free."""
+    start = max(start, bookmark - dt.timedelta(days=settings.lookback_days))
+    return skip_lookback_sliver(start, end, bookmark, settings.window_days)
+
+
 def skip_lookback_sliver(start: dt.date, end: dt.date, bookmark: dt.date, window: int) -> dt.date:
     """Drop the oldest few look-back days when they alone would cost a statement.
 
@@ -198,8 +206,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
         state = self._account_state(account_id)
         if state.get("synced_through"):
             bookmark = dt.date.fromisoformat(state["synced_through"])
-            start = max(start, bookmark - dt.timedelta(days=self.settings.lookback_days))
-            start = skip_lookback_sliver(start, end, bookmark, self.settings.window_days)
+            start = rereads_from(start, end, bookmark, self.settings)
         pending = {
             Window(dt.date.fromisoformat(p["start"]), dt.date.fromisoformat(p["end"])): p[
                 "billing_statement_id"

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
+from tap_ad_invoices.amazon_ads.streams import rereads_from
 from tap_ad_invoices.windows import plan_windows
 
 Key = tuple[Any, ...]
@@ -112,7 +113,7 @@ def amazon_ads_statement_windows(
     settings = AmazonAdsSettings.from_section(config["amazon_ads"])
     start = _date(config["start_date"])
     if since is not None:
-        start = max(start, since - dt.timedelta(days=settings.lookback_days))
+        start = rereads_from(start, today_utc(), since, settings)
     windows = plan_windows(start, today_utc(), settings.window_days)
     return len(windows) * len(set(accounts))
 
@@ -253,16 +254,20 @@ def unified_amazon_ads_rows(
         def signed(amount: Decimal, credit: bool = credit) -> Decimal:
             return -abs(amount) if credit else amount
 
+        # The warehouse's catalog selects amazon_ads_invoices, so the invoice summaries
+        # feed these rows (README: which stream feeds `invoices`): the total is the
+        # amount due, the PDF is stored; subtotal, tax and advertiser name are only on
+        # the statement rows.
         rows[("amazon_ads", account_id, number, kind)] = {
             "issue_date": ads["invoice_date"],
             "due_date": ads["due_date"],
             "currency": ads["currency"],
-            "subtotal_amount": signed(ads["billable_amount"]),
-            "tax_amount": signed(ads["tax_amount"]),
+            "subtotal_amount": None,
+            "tax_amount": None,
             "total_amount": signed(ads["total_amount"]),
             "status": _status_name(ads["invoice_status"]),
-            "account_name": ads["advertiser_name"],
-            "document_uri": None,
+            "account_name": None,
+            "source_stream": "amazon_ads_invoices",
         }
     return rows
 

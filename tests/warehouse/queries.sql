@@ -45,8 +45,9 @@ WHERE s.remaining_amount > 0
 ORDER BY s.due_date, s.account_id, s.invoice_number;
 
 -- name: invoices_without_stored_pdf
--- Invoices and credit memos with no PDF in your document store, by platform. Amazon
--- Ads publishes no invoice PDFs through its API: download those from the console.
+-- Invoices and credit memos with no PDF in your document store, by platform: a document
+-- the platform has not issued yet, one that failed (see the run's FAILED lines), or
+-- Amazon Ads when only the statements stream is selected (the report carries no PDF).
 SELECT platform,
        account_id,
        invoice_number,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
+from tap_ad_invoices.amazon_ads.streams import rereads_from
 from tests.warehouse.conftest import CSV, Pipeline, Warehouse
 from tests.warehouse.expectations import amazon_ads_rows, today_utc
 from tests.warehouse.test_incremental import add_open_ads_invoice
@@ -72,7 +73,8 @@ def assert_log_of_runs(
     # What the second run added is exactly the look-back's rows, as they are now: the
     # re-read rows are duplicates of earlier ones.
     settings = AmazonAdsSettings.from_section(warehouse.tap_config["amazon_ads"])
-    lookback_start = today_utc() - dt.timedelta(days=settings.lookback_days)
+    today = today_utc()  # the first run synced through today: the look-back starts here
+    lookback_start = rereads_from(dt.date.min, today, today, settings)
     truth = truth_rows(warehouse)
     reread = {k for k, row in truth.items() if row["invoice_date"] >= lookback_start}
     assert Counter(map(key, second[len(first) :])) == Counter(reread)
