@@ -64,3 +64,18 @@ class UnconfiguredStream(Stream):
             "%s: no `%s` section in the config; nothing to sync", self.name, self.source
         )
         return iter(())
+
+
+def whole_when_flattened(schema: dict[str, Any]) -> dict[str, Any]:
+    """Free-form objects (a statement's `columns`, a summary's `raw`) stay one value.
+
+    Their schema lists no properties, only `additionalProperties`. The SDK's
+    flattener walks such an object's (empty) properties into nothing: the schema
+    loses the column while the records gain `columns__<header>` keys, which the
+    target drops. Without the empty `properties` the flattener keeps the object as
+    one JSON string column, and unflattened it is still a JSON object (JSONB).
+    """
+    for prop in (schema.get("properties") or {}).values():
+        if prop.get("properties") == {} and "additionalProperties" in prop:
+            del prop["properties"]
+    return schema

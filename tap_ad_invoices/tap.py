@@ -26,7 +26,7 @@ from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_ad_invoices import amazon_ads, amazon_business, google_ads, meta
-from tap_ad_invoices.catalog import UnconfiguredStream
+from tap_ad_invoices.catalog import UnconfiguredStream, whole_when_flattened
 from tap_ad_invoices.connection import run_connection_test
 from tap_ad_invoices.documents import DEFAULT_MAX_BYTES, DocumentSettings, preflight_destination
 from tap_ad_invoices.errors import AuthorizationExpired, ConfigError, FailureLedger, describe
@@ -171,6 +171,8 @@ class TapAdInvoices(Tap):
         for stream in streams:
             if isinstance(stream, FeedsInvoices):
                 stream.feed(invoices)
+        for stream in [*streams, invoices]:
+            whole_when_flattened(stream.schema)
         return [*streams, invoices]
 
     def load_streams(self) -> list[Stream]:  # type: ignore[misc]  # (final: see sync_all)

@@ -60,3 +60,31 @@ def test_streams_of_unconfigured_sources_emit_nothing(
     assert written <= {"amazon_ads_billing_statements", "amazon_ads_invoices", "invoices"}
     assert "no `google_ads` section in the config" in run.stderr
     assert not [name for name in emulator.counters if name.startswith(("google", "ab.", "meta"))]
+
+
+def test_flattening_keeps_free_form_columns_as_one_json_value(
+    emulator_config: dict, tmp_path: Path
+) -> None:
+    config = {
+        "start_date": "2025-01-01",
+        "end_date": "2025-03-31",
+        "amazon_ads": {**emulator_config["amazon_ads"], "poll_interval_seconds": 0},
+        "flattening_enabled": True,
+        "flattening_max_depth": 1,
+    }
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 0, run.stderr
+    schema = next(
+        m["schema"]
+        for m in run.messages
+        if m["type"] == "SCHEMA" and m["stream"] == "amazon_ads_billing_statements"
+    )
+    assert schema["properties"]["columns"]["type"] in ("string", ["string"])
+    for record in run.records["amazon_ads_billing_statements"]:
+        assert not [key for key in record if key.startswith("columns__")]
+        columns = json.loads(record["columns"])
+        assert columns["Invoice Number"] == record["invoice_number"]
+    # Unflattened, it stays an object with string values (JSONB in PostgreSQL).
+    plain = discover(emulator_config, tmp_path / "plain")
+    prop = streams_of(plain.stdout)["amazon_ads_billing_statements"]["schema"]["properties"]
+    assert "object" in prop["columns"]["type"] and prop["columns"]["additionalProperties"]

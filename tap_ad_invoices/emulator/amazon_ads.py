@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import simplejson
+from babel import Locale
 from babel.numbers import format_decimal
 
 from tap_ad_invoices.emulator.core import Emulator, Request, Response, json_response
@@ -243,8 +244,13 @@ VOCABULARIES: dict[str, list[str]] = {
 
 
 def _money(value: Decimal, locale: str) -> str:
-    """As the console writes amounts: the locale's own separators, minus sign in front."""
-    return format_decimal(value, locale=locale, decimal_quantization=False, numbering_system="latn")
+    """As the console writes amounts: the locale's own separators and grouping, minus sign
+    in front, and every digit of the amount's scale (2221.10 stays 2,221.10)."""
+    exponent = value.as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    grouping = Locale.parse(locale).decimal_formats[None].pattern.split(".")[0]
+    pattern = f"{grouping}.{'0' * places}" if places else grouping
+    return format_decimal(value, format=pattern, locale=locale, numbering_system="latn")
 
 
 def _date(value: dt.date, vocabulary: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
+from tap_ad_invoices.amazon_ads.streams import rereads_from
 from tests.warehouse.checks import accepted_calls, assert_matches_truth
 from tests.warehouse.conftest import Pipeline, Warehouse
 from tests.warehouse.expectations import amazon_ads_statement_windows, today_utc
@@ -128,7 +129,7 @@ def test_second_run_updates_in_place_and_rereads_only_the_lookback(warehouse: Wa
     assert counters["ads.statements.download"] == windows
     # ... so rows issued before the look-back were not even re-sent to the target.
     settings = AmazonAdsSettings.from_section(warehouse.tap_config["amazon_ads"])
-    lookback_start = bookmark - dt.timedelta(days=settings.lookback_days)
+    lookback_start = rereads_from(dt.date.min, today_utc(), bookmark, settings)
     for row in second:
         key = (row["account_id"], row["invoice_key"])
         resent = row["_sdc_received_at"] != received_first.get(key)
