@@ -16,12 +16,12 @@ CREATING = ("ads.statements.create", "ab.reports.create")
 def test_config_test_creates_nothing(warehouse: Warehouse) -> None:
     pipeline = warehouse.pipeline()
     warehouse.control.reset_counters()
-    result = pipeline.meltano.invoke("config", EXTRACTOR, "test", label="config-test")
+    result = pipeline.meltano.invoke("config", "test", EXTRACTOR, label="config-test")
     assert result.returncode == 0, result.log
     assert "successfully" in result.log.lower() or "valid" in result.log.lower(), result.log
     counters = warehouse.control.counters()
     assert {name: counters.get(name, 0) for name in CREATING} == dict.fromkeys(CREATING, 0)
-    assert not [name for name in counters if "pdf" in name or "download" in name]
+    assert sum(counters.values()) > 0  # it did reach the emulator: a reader ran first
 
 
 def test_activate_version_never_soft_deletes_what_a_run_did_not_reread(
