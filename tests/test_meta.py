@@ -153,6 +153,7 @@ def test_every_field_pdf_and_campaign_line_matches_the_truth(
         assert [g["line_number"] for g in got] == list(range(1, len(want_lines) + 1))
         for line, want in zip(got, want_lines, strict=True):
             assert line["amount"] == Decimal(want["amount"])
+            assert line["issue_date"] == expected[node]["_issue_date"]
             for name in ("campaign_id", "campaign_name", "ad_account_id", "impressions", "clicks"):
                 assert line[name] == want[name], name
         net = Decimal(expected[node]["billed_amount_details"]["net_amount"])
@@ -483,6 +484,16 @@ def selecting(cfg: dict[str, Any], workdir: Path, selected: set[str]) -> dict[st
             if metadata["breadcrumb"] == []:
                 metadata["metadata"]["selected"] = entry["tap_stream_id"] in selected
     return catalog
+
+
+def test_streams_are_declared_incremental(graph: fake.MetaEmulator, tmp_path: Path) -> None:
+    """FULL_TABLE would let a target's activate-version soft-delete what a look-back
+    re-read did not return again."""
+    catalog = selecting(config(graph, tmp_path), tmp_path / "discover", set())
+    entries = {e["tap_stream_id"]: e for e in catalog["streams"]}
+    for stream in (STREAM, CAMPAIGNS):
+        assert entries[stream]["replication_method"] == "INCREMENTAL"
+        assert entries[stream]["replication_key"] == "issue_date"
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,10 @@ class MetaInvoiceCampaignsStream(Stream):
 
     name = CAMPAIGNS_STREAM
     primary_keys = ("invoice_node_id", "line_number")
-    replication_key = None
+    # Declared incremental like meta_invoices (its lines come from the same look-back
+    # re-read), so activate-version never soft-deletes the lines a run did not re-read.
+    replication_key = "issue_date"
+    is_sorted = False
     schema = CAMPAIGN_SCHEMA
 
     def __init__(self, tap: TapAdInvoices) -> None:
@@ -89,7 +92,10 @@ class MetaInvoiceCampaignsStream(Stream):
 class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
     name = INVOICES_STREAM
     primary_keys = ("business_id", "id")
-    replication_key = None
+    # Declared incremental (the real bookmarks are per business, in `businesses`), so a
+    # look-back re-read is never taken for the whole table by activate-version.
+    replication_key = "issue_date"
+    is_sorted = False
     schema = INVOICE_SCHEMA
 
     def __init__(
