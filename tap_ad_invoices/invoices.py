@@ -36,13 +36,16 @@ SCHEMA = th.PropertiesList(
         "platform",
         th.StringType,
         required=True,
-        description="amazon_ads, google_ads or amazon_business.",
+        description="amazon_ads, google_ads, amazon_business or meta.",
     ),
     th.Property("account_id", th.StringType, required=True),
     th.Property("account_name", th.StringType),
     th.Property("invoice_number", th.StringType, required=True),
     th.Property(
-        "document_kind", th.StringType, required=True, description="invoice or credit_memo."
+        "document_kind",
+        th.StringType,
+        required=True,
+        description="invoice, credit_memo, debit_memo (Meta) or pro_forma (Meta; null amounts).",
     ),
     th.Property("issue_date", th.DateType),
     th.Property("due_date", th.DateType),

@@ -194,4 +194,16 @@ def test_every_platform_maps_exactly_in_one_run(emulator, emulator_config, tmp_p
     )
     # ... and the documents' amounts add up to the transactions' line items.
     assert business_sums == line_item_sums(run.records["amazon_business_transactions"]) != {}
+    meta_sums = assert_reconciles(
+        run,
+        "meta",
+        "meta_invoices",
+        source_total=lambda r: (
+            None
+            if r["type"] == "PRO_FORMA"
+            else (-1 if r["type"] == "CM" else 1) * abs(r["billed_amount_details"]["total_amount"])
+        ),
+        source_keys=("business_id", "id"),
+    )
+    assert set(meta_sums) == {"USD", "JPY"}
     assert len(rows) == sum(len(v) for v in by_platform.values())
