@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from singer_sdk import Stream
+from singer_sdk import Stream, metrics
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
@@ -127,6 +127,7 @@ class InvoicesStream(Stream):
         super().__init__(tap)
         self._schema_written = False
         self.emitted = 0
+        self._record_counter: metrics.Counter | None = None
 
     def emit(self, row: dict[str, Any]) -> None:
         if not self._schema_written:
@@ -145,9 +146,16 @@ class InvoicesStream(Stream):
         self._write_record_message(record)
         self.emitted += 1
 
+    def get_record_counter(self, **kwargs: Any) -> metrics.Counter:
+        self._record_counter = super().get_record_counter(**kwargs)
+        return self._record_counter
+
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
-        # Rows were written while the source streams ran.
+        # Rows were written while the source streams ran: count them in this stream's
+        # record_count metric, which would otherwise say 0.
         self.logger.info("invoices: %d row(s) written alongside the source streams", self.emitted)
+        if self._record_counter is not None:
+            self._record_counter.increment(self.emitted)
         return iter(())
 
 

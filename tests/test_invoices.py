@@ -207,3 +207,14 @@ def test_every_platform_maps_exactly_in_one_run(emulator, emulator_config, tmp_p
     )
     assert set(meta_sums) == {"USD", "JPY"}
     assert len(rows) == sum(len(v) for v in by_platform.values())
+
+
+def test_invoices_record_count_metric_counts_the_rows_written(ads_config, tmp_path):
+    run = run_tap(ads_config, tmp_path)
+    assert run.returncode == 0, run.stderr
+    counts = [
+        json.loads(line.split("METRIC: ", 1)[1])
+        for line in run.stderr.splitlines()
+        if '"record_count"' in line and '"stream":"invoices"' in line.replace(" ", "")
+    ]
+    assert counts and counts[-1]["value"] == len(run.records["invoices"]) > 0

@@ -55,3 +55,12 @@ def test_full_refresh_rereads_from_start_date(warehouse: Warehouse) -> None:
     )
     assert result.returncode == 0, result.log
     assert control.counters()["ads.statements.create"] == first
+
+
+def test_failed_lines_are_errors_in_meltano_run(warehouse: Warehouse) -> None:
+    pipeline = warehouse.pipeline(TAP_AD_INVOICES_GOOGLE_ADS_REFRESH_TOKEN="1//revoked")
+    result = pipeline.run(check=False)
+    assert result.returncode != 0
+    failed = [line for line in result.log.splitlines() if "FAILED google_ads" in line]
+    assert failed, result.log[-3000:]
+    assert all("[error" in line for line in failed), failed
