@@ -5,11 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
-import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +27,7 @@ from tap_ad_invoices.emulator.amazon_ads import (
     document_pdf,
 )
 from tests.reconcile import assert_reconciles, sums_by_currency
-from tests.tap_runner import TapRun, parse_output, run_tap
+from tests.tap_runner import TapRun, WatchedTap, run_tap
 from tests.test_invoices import catalog_selecting
 
 STREAM = "amazon_ads_invoices"
@@ -364,41 +360,21 @@ def test_killed_after_an_account_resumes_with_the_next(emulator, config, discove
     first_account, held = ACCOUNTS[0][0], ACCOUNTS[1][0]
     hold = threading.Event()
     emulator.sources["amazon_ads"].list_holds[held] = hold  # the tap waits there until killed
-    workdir = tmp_path / "killed"
-    workdir.mkdir()
-    (workdir / "config.json").write_text(json.dumps(config))
-    (workdir / "catalog.json").write_text(json.dumps(selecting(discovered, STREAM, "invoices")))
-    command = [sys.executable, "-m", "tap_ad_invoices", "--config", str(workdir / "config.json")]
-    process = subprocess.Popen(
-        [*command, "--catalog", str(workdir / "catalog.json")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TAP_AD_INVOICES")},
+    tap = WatchedTap(
+        config,
+        tmp_path / "killed",
+        until=lambda state: bool(
+            (state["bookmarks"].get(STREAM, {}).get("accounts", {}).get(first_account) or {}).get(
+                "issued_through"
+            )
+        ),
+        catalog=selecting(discovered, STREAM, "invoices"),
     )
-    lines: list[str] = []
-    first_done = threading.Event()
-
-    def read_stdout() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            message = json.loads(line)
-            if message["type"] == "STATE":
-                accounts = message["value"]["bookmarks"].get(STREAM, {}).get("accounts", {})
-                if (accounts.get(first_account) or {}).get("issued_through"):
-                    first_done.set()
-
-    reader = threading.Thread(target=read_stdout, daemon=True)
-    reader.start()
     try:
-        assert first_done.wait(timeout=60), "the first account's STATE never came"
+        assert tap.reached.wait(timeout=60), "the first account's STATE never came"
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-        reader.join(timeout=10)
+        killed = tap.kill()
         hold.set()
-    killed = parse_output(process.returncode, "".join(lines), "")
     assert killed.returncode == -signal.SIGKILL
     assert {r["account_id"] for r in killed.records[STREAM]} == {first_account}
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +14,7 @@ import pytest
 
 from tap_ad_invoices.emulator import Emulator, Fault
 from tap_ad_invoices.emulator import amazon_business as ab_emulator
-from tests.tap_runner import TapRun, parse_output, run_tap
+from tests.tap_runner import TapRun, WatchedTap, run_tap
 
 DOCS = "amazon_business_invoice_documents"
 TXNS = "amazon_business_transactions"
@@ -146,42 +142,20 @@ def test_killed_while_reports_pending_resumes_without_recreating(
     ab.knobs["ab_report_delay_seconds"] = 600  # every report stays pending until we say so
     expected = truth_hashes(ab)
     config = config_for(ab, tmp_path)
-    workdir = tmp_path / "killed"
-    workdir.mkdir()
-    (workdir / "config.json").write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tap_ad_invoices", "--config", str(workdir / "config.json")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TAP_AD_INVOICES")},
+    # Killed once the server has created every report and the tap has said so in STATE.
+    tap = WatchedTap(
+        config,
+        tmp_path / "killed",
+        until=lambda state: (
+            len(state.get("bookmarks", {}).get(DOCS, {}).get("pending_reports", {}))
+            == len(expected)
+        ),
     )
-    lines: list[str] = []
-    all_pending = threading.Event()
-
-    def read_stdout() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            message = json.loads(line)
-            if message["type"] == "STATE":
-                bookmark = message["value"].get("bookmarks", {}).get(DOCS, {})
-                if len(bookmark.get("pending_reports", {})) == len(expected):
-                    all_pending.set()
-
-    reader = threading.Thread(target=read_stdout, daemon=True)
-    reader.start()
-    stderr_lines: list[str] = []
-    threading.Thread(target=lambda: stderr_lines.extend(process.stderr or []), daemon=True).start()
     try:
-        # Wait for the server to have created every report and the tap to have said so in STATE.
-        assert all_pending.wait(timeout=60), "".join(stderr_lines)[-3000:]
+        assert tap.reached.wait(timeout=60), tap.stderr_tail()
         assert ab.counters[ab_emulator.ROUTE_CREATE] == len(expected)
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-        reader.join(timeout=10)
-    killed = parse_output(process.returncode, "".join(lines), "")
+        killed = tap.kill()
     assert killed.returncode == -signal.SIGKILL
     assert done_hashes(killed) == {}
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping
@@ -41,7 +39,7 @@ from tap_ad_invoices.meta.conversion import invoice_record
 from tap_ad_invoices.redaction import strip_query
 from tap_ad_invoices.tap import check_config
 from tests.reconcile import assert_reconciles
-from tests.tap_runner import TapRun, parse_output, run_tap
+from tests.tap_runner import TapRun, WatchedTap, run_tap
 
 STREAM = "meta_invoices"
 CAMPAIGNS = "meta_invoice_campaigns"
@@ -271,40 +269,19 @@ def test_killed_run_resumes_without_losing_an_invoice(
 ) -> None:
     cfg = config(graph, tmp_path, download_pdfs=False)
     graph.emulator.knobs["meta_held_businesses"] = [fake.BUSINESS_JPY]
-    workdir = tmp_path / "killed"
-    workdir.mkdir()
-    (workdir / "config.json").write_text(json.dumps(cfg))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tap_ad_invoices", "--config", str(workdir / "config.json")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TAP_AD_INVOICES")},
+    tap = WatchedTap(
+        cfg,
+        tmp_path / "killed",
+        until=lambda state: (
+            fake.BUSINESS_USD in state["bookmarks"].get(STREAM, {}).get("businesses", {})
+        ),
     )
-    lines: list[str] = []
-    first_done = threading.Event()
-
-    def read_stdout() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            message = json.loads(line)
-            if message["type"] == "STATE":
-                done = message["value"]["bookmarks"].get(STREAM, {}).get("businesses", {})
-                if fake.BUSINESS_USD in done:
-                    first_done.set()
-
-    reader = threading.Thread(target=read_stdout, daemon=True)
-    reader.start()
     try:
-        assert first_done.wait(timeout=60)
+        assert tap.reached.wait(timeout=60), tap.stderr_tail()
         assert graph.held.wait(timeout=60)  # the tap is inside the JPY business now
-        assert process.poll() is None
+        assert tap.process.poll() is None
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-        reader.join(timeout=10)
-    killed = parse_output(process.returncode, "".join(lines), "")
+        killed = tap.kill()
     assert killed.returncode == -signal.SIGKILL
     assert killed.state is not None
     assert set(killed.state["bookmarks"][STREAM]["businesses"]) == {fake.BUSINESS_USD}
