@@ -58,3 +58,9 @@ def contiguous_end(windows: list[Window], done: set[Window]) -> dt.date | None:
             break
         last = window.end
     return last
+
+
+def add_months(month: dt.date, count: int) -> dt.date:
+    """The first day of the month `count` months from `month`'s (negative: earlier)."""
+    index = month.year * 12 + month.month - 1 + count
+    return dt.date(index // 12, index % 12 + 1, 1)

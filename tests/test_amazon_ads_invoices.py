@@ -398,3 +398,16 @@ def test_killed_after_an_account_resumes_with_the_next(emulator, config, discove
     # The finished account's PDFs were stored before the kill and are not fetched again.
     others = [k for k in expected if k[0] != first_account and k[1] != UNAVAILABLE_DOCUMENT]
     assert emulator.counters["ads.documents.download"] == len(others)
+
+
+@pytest.mark.parametrize("amount", ["abc", "NaN", 1.5, True, "1,234.56"])
+def test_a_summary_amount_that_is_not_a_plain_decimal_is_refused(amount):
+    from tap_ad_invoices.amazon_ads.invoice_conversion import money
+    from tap_ad_invoices.money import AmountError
+
+    with pytest.raises(AmountError):
+        money({"amount": amount, "currencyCode": "USD"})
+    assert money({"amount": Decimal("-12.30"), "currencyCode": "EUR"}) == (
+        Decimal("-12.30"),
+        "EUR",
+    )

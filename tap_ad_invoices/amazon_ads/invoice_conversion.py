@@ -17,6 +17,7 @@ from singer_sdk import typing as th
 
 from tap_ad_invoices.documents import StoredDocument
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, signed, status_name
+from tap_ad_invoices.money import parse_plain_decimal
 
 # The document types asked for; the first one available is the invoice's document.
 DOC_TYPES = ("INVOICE", "CREDIT_MEMO")
@@ -87,10 +88,8 @@ def money(field: Any) -> tuple[Decimal | None, str | None]:
     """(amount, currency) of `{amount, currencyCode}`; amounts stay exact decimals."""
     if not isinstance(field, Mapping) or field.get("amount") is None:
         return None, None
-    amount = field["amount"]
-    if isinstance(amount, float):  # never from our client; refuse rather than round
-        raise ValueError(f"amount {amount!r} was parsed as a float")
-    return Decimal(amount), field.get("currencyCode")
+    # A JSON number read as Decimal by the client; floats, NaN and text are refused.
+    return parse_plain_decimal(field["amount"]), field.get("currencyCode")
 
 
 def iso_date(text: Any) -> dt.date | None:

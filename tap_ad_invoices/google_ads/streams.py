@@ -28,6 +28,7 @@ from tap_ad_invoices.google_ads.config import GoogleAdsSettings
 from tap_ad_invoices.google_ads.conversion import invoice_record, invoice_schema, to_invoice
 from tap_ad_invoices.invoices import FeedsInvoices
 from tap_ad_invoices.settings import retry_policy, sync_range
+from tap_ad_invoices.windows import add_months
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -55,11 +56,6 @@ def is_skippable(error: BaseException | None) -> bool:
 
 def month_start(value: dt.datetime | dt.date) -> dt.date:
     return dt.date(value.year, value.month, 1)
-
-
-def add_months(month: dt.date, count: int) -> dt.date:
-    index = month.year * 12 + month.month - 1 + count
-    return dt.date(index // 12, index % 12 + 1, 1)
 
 
 def months_between(first: dt.date, last: dt.date) -> list[dt.date]:

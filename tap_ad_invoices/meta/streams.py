@@ -35,7 +35,8 @@ from tap_ad_invoices.meta.conversion import (
     invoice_record,
     to_invoice,
 )
-from tap_ad_invoices.settings import sync_range
+from tap_ad_invoices.settings import retry_policy, sync_range
+from tap_ad_invoices.windows import add_months
 
 if TYPE_CHECKING:
     from tap_ad_invoices.tap import TapAdInvoices
@@ -43,11 +44,6 @@ if TYPE_CHECKING:
 INVOICES_STREAM = "meta_invoices"
 CAMPAIGNS_STREAM = "meta_invoice_campaigns"
 BOOKMARKS_KEY = "businesses"
-
-
-def add_months(month: dt.date, count: int) -> dt.date:
-    index = month.year * 12 + month.month - 1 + count
-    return dt.date(index // 12, index % 12 + 1, 1)
 
 
 @dataclass
@@ -132,7 +128,7 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
 
     def _records(self) -> Iterator[dict[str, Any]]:
         bookmarks: dict[str, Any] = self.stream_state.setdefault(BOOKMARKS_KEY, {})
-        graph = MetaGraph(self.settings)
+        graph = MetaGraph(self.settings, retry=retry_policy(self.config))
         workers = int(self.config.get("max_workers") or 4)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meta")
         try:
