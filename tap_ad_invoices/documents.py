@@ -27,6 +27,7 @@ import fsspec
 import requests
 import urllib3
 from fsspec.implementations.local import LocalFileSystem
+from singer_sdk import typing as th
 
 from tap_ad_invoices.errors import ConfigError
 from tap_ad_invoices.http import BrokenBody, HttpClient
@@ -72,6 +73,30 @@ class StoredDocument:
     page_count: int | None
     uri: str | None
     content_base64: str | None
+
+
+# The document fields of a record that carries its PDF (Google Ads, Amazon Ads
+# invoices, Meta): one schema and one way to fill it.
+PDF_PROPERTIES = (
+    th.Property("pdf_sha256", th.StringType),
+    th.Property("pdf_size", th.IntegerType),
+    th.Property("pdf_page_count", th.IntegerType),
+    th.Property("pdf_uri", th.StringType),
+    th.Property("pdf_content_base64", th.StringType),
+)
+
+
+def pdf_fields(document: StoredDocument | None) -> dict[str, Any]:
+    """A record's `pdf_*` fields for `document` (all null without one)."""
+    if document is None:
+        return {str(prop.name): None for prop in PDF_PROPERTIES}
+    return {
+        "pdf_sha256": document.sha256,
+        "pdf_size": document.size,
+        "pdf_page_count": document.page_count,
+        "pdf_uri": document.uri,
+        "pdf_content_base64": document.content_base64,
+    }
 
 
 def read_bounded(chunks: Iterable[bytes], max_bytes: int, what: str) -> bytes:

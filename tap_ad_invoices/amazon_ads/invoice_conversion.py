@@ -15,7 +15,7 @@ from typing import Any
 
 from singer_sdk import typing as th
 
-from tap_ad_invoices.documents import StoredDocument
+from tap_ad_invoices.documents import PDF_PROPERTIES, StoredDocument, pdf_fields
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, signed, status_name
 from tap_ad_invoices.money import parse_plain_decimal
 
@@ -45,11 +45,7 @@ SCHEMA = th.PropertiesList(
     th.Property("refund_amount", th.NumberType, description="Exact decimal."),
     th.Property("refund_status", th.StringType),
     th.Property("document_type", th.StringType, description="docType of the kept document."),
-    th.Property("pdf_uri", th.StringType),
-    th.Property("pdf_sha256", th.StringType),
-    th.Property("pdf_size", th.IntegerType),
-    th.Property("pdf_page_count", th.IntegerType),
-    th.Property("pdf_content_base64", th.StringType),
+    *PDF_PROPERTIES,
     th.Property(
         "document_unavailable_reason",
         th.StringType,
@@ -135,11 +131,7 @@ def summary_record(account_id: str, summary: Mapping[str, Any]) -> dict[str, Any
         "refund_amount": refund_amount,
         "refund_status": code_and_value(refund.get("status"))[1],
         "document_type": None,
-        "pdf_uri": None,
-        "pdf_sha256": None,
-        "pdf_size": None,
-        "pdf_page_count": None,
-        "pdf_content_base64": None,
+        **pdf_fields(None),
         "document_unavailable_reason": None,
         "raw": dict(summary),
     }
@@ -157,13 +149,7 @@ def attach_document(
     if doc_type in CREDIT_DOC_TYPES:
         record["document_kind"] = CREDIT_MEMO
     if document is not None:
-        record.update(
-            pdf_uri=document.uri,
-            pdf_sha256=document.sha256,
-            pdf_size=document.size,
-            pdf_page_count=document.page_count,
-            pdf_content_base64=document.content_base64,
-        )
+        record.update(pdf_fields(document))
 
 
 def to_invoice(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from singer_sdk import typing as th
 
+from tap_ad_invoices.documents import PDF_PROPERTIES
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, signed
 from tap_ad_invoices.money import from_micros
 
@@ -154,11 +155,7 @@ EXTRA_PROPERTIES = [
     ),
     th.Property("login_customer_id", th.StringType, description="Paying manager used."),
     th.Property("issue_month", th.StringType, description="Issue month asked for, YYYY-MM."),
-    th.Property("pdf_sha256", th.StringType),
-    th.Property("pdf_size", th.IntegerType),
-    th.Property("pdf_page_count", th.IntegerType),
-    th.Property("pdf_uri", th.StringType),
-    th.Property("pdf_content_base64", th.StringType),
+    *PDF_PROPERTIES,
 ]
 
 

@@ -20,6 +20,7 @@ from tap_ad_invoices.documents import (
     DocumentSettings,
     DocumentStore,
     StoredDocument,
+    pdf_fields,
     remember,
     unwrap_pdf,
 )
@@ -285,12 +286,6 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
             document = download.result()
         if fetched.failed:
             return False
-        record.update(
-            pdf_sha256=document.sha256,
-            pdf_size=document.size,
-            pdf_page_count=document.page_count,
-            pdf_uri=document.uri,
-            pdf_content_base64=document.content_base64,
-        )
+        record.update(pdf_fields(document))
         self._documents[record["id"]] = {**remember(document), "issue_month": record["issue_month"]}
         return True

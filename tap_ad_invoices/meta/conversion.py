@@ -18,6 +18,7 @@ from typing import Any
 from babel.numbers import get_currency_precision
 from singer_sdk import typing as th
 
+from tap_ad_invoices.documents import PDF_PROPERTIES
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, signed, status_name
 from tap_ad_invoices.money import AmountError, parse_plain_decimal
 from tap_ad_invoices.redaction import strip_query
@@ -38,13 +39,6 @@ BILLED_AMOUNT_DETAILS = th.ObjectType(
     th.Property("net_amount", th.NumberType),
     th.Property("tax_amount", th.NumberType),
     th.Property("total_amount", th.NumberType),
-)
-PDF_PROPERTIES = (
-    th.Property("pdf_sha256", th.StringType),
-    th.Property("pdf_size", th.IntegerType),
-    th.Property("pdf_page_count", th.IntegerType),
-    th.Property("pdf_uri", th.StringType),
-    th.Property("pdf_content_base64", th.StringType),
 )
 
 INVOICE_SCHEMA = th.PropertiesList(

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk import Stream
 
 from tap_ad_invoices.checkpoint import CheckpointingStream
-from tap_ad_invoices.documents import DocumentSettings, DocumentStore, StoredDocument, unwrap_pdf
+from tap_ad_invoices.documents import (
+    DocumentSettings,
+    DocumentStore,
+    StoredDocument,
+    pdf_fields,
+    unwrap_pdf,
+)
 from tap_ad_invoices.errors import item_errors
 from tap_ad_invoices.invoices import FeedsInvoices
 from tap_ad_invoices.meta.client import BILLING_PERIOD_REACH_MONTHS, GraphError, MetaGraph
@@ -230,13 +236,7 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
                 document = item.pdf.result()
             if download.failed:
                 return False
-            item.record.update(
-                pdf_sha256=document.sha256,
-                pdf_size=document.size,
-                pdf_page_count=document.page_count,
-                pdf_uri=document.uri,
-                pdf_content_base64=document.content_base64,
-            )
+            item.record.update(pdf_fields(document))
         return ok
 
 
