@@ -465,12 +465,6 @@ class AmazonBusinessEmulator:
         }
 
     # ground truth for tests, and changes between runs --------------------------------
-    def expected_documents(self, store: str = "NA") -> dict[tuple[str, str], Invoice]:
-        return {
-            (inv.invoice_number, inv.document_type): inv
-            for inv in self.worlds[store].invoices.values()
-        }
-
     def truth(self, store: str = "NA") -> dict[str, Any]:
         world = self.worlds[store]
         return {

@@ -54,7 +54,6 @@ FAILURE_KEY = f"google.ads.googleads.{API_VERSION}.errors.googleadsfailure-bin"
 TOKEN_PATH = "/google/oauth2/token"
 PDF_PATH = "/google/invoices/pdf"
 DEFAULT_GRPC_PORT = 8766
-CLI_HTTP_PORT = 8765
 
 CLIENT_ID = "emulator-0001.apps.googleusercontent.com"
 CLIENT_SECRET = "GOCSPX-emulator-google-secret-5d1e"
