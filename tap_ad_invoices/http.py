@@ -33,6 +33,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
+from tap_ad_invoices.calls import CALLS
 from tap_ad_invoices.errors import ApiError, SourceUnavailable
 from tap_ad_invoices.ratelimit import TokenBucket
 from tap_ad_invoices.redaction import redact
@@ -260,8 +261,10 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
         hosts: HostHealth | None = None,
+        source: str = "other",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.source = source  # whose quota the calls spend, for the end-of-run call count
         self._headers = headers or (lambda: {})
         self._token_source = token_source
         self._bearer_header = bearer_header
@@ -343,6 +346,7 @@ class HttpClient:
                 bucket.acquire()
             token = self._token() if authenticated else None
             headers = self._request_headers(authenticated, token, extra_headers)
+            CALLS.call(self.source, operation)
             try:
                 response = self.session.request(
                     method,
@@ -438,6 +442,7 @@ class HttpClient:
         delay = budget.next_delay(retry.wait)
         if delay is None:
             raise budget.give_up(operation, retry.what)
+        CALLS.retry(self.source, operation, throttled=retry.what.startswith("HTTP 429"))
         LOGGER.log(
             budget.log_level,
             "%s: %s, retry %d in %.1fs (%.0fs of max_retry_seconds=%g spent)",

@@ -76,6 +76,7 @@ class LoginWithAmazon:
             session=session,
             timeout=(10.0, 60.0),
             hosts=hosts,
+            source=self._client_prefix,  # a token call spends the source's quota of calls
         )
         self._clock = clock
         self._lock = threading.Lock()

@@ -26,6 +26,7 @@ from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_ad_invoices import amazon_ads, amazon_business, google_ads, meta
+from tap_ad_invoices.calls import CALLS
 from tap_ad_invoices.catalog import UnconfiguredStream, whole_when_flattened
 from tap_ad_invoices.connection import run_connection_test
 from tap_ad_invoices.documents import DEFAULT_MAX_BYTES, DocumentSettings, preflight_destination
@@ -209,6 +210,7 @@ class TapAdInvoices(Tap):
         # Before any network call: a destination that cannot take a document would
         # otherwise be found only after reports were created and paid for in rate limit.
         preflight_destination(DocumentSettings.from_config(self.config))
+        CALLS.reset()
         stopped = False
         try:
             super().sync_all()
@@ -217,7 +219,9 @@ class TapAdInvoices(Tap):
             self.logger.debug("The run stopped", exc_info=True)
             self.logger.error("The run stopped: %s", describe(exc))
         finally:
-            # Whatever ended the run, the items that failed before it are reported.
+            # Whatever ended the run, where its quota went and the items that failed.
+            for line in CALLS.summary_lines():
+                self.logger.info(line)
             if self.failures.failures:
                 self.logger.error(self.failures.summary())
         if stopped or self.failures.failures:

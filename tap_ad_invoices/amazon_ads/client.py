@@ -43,6 +43,7 @@ class AmazonAdsClient:
             retry=retry,
         )
         self.http = HttpClient(
+            source="amazon_ads",
             base_url=settings.api_url,
             headers=lambda: {"Amazon-Advertising-API-ClientId": settings.client_id},
             token_source=self.auth,

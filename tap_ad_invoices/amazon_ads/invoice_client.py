@@ -38,6 +38,7 @@ class InvoiceSummariesClient:
         """A client whose every call names the global account (downloads from the API host)."""
         client_id = self.ads.settings.client_id
         return HttpClient(
+            source="amazon_ads",
             base_url=self.http.base_url,
             headers=lambda: {
                 "Amazon-Advertising-API-ClientId": client_id,

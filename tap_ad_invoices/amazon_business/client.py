@@ -61,6 +61,7 @@ class AmazonBusinessClient:
             retry=retry,
         )
         self.http = HttpClient(
+            source="amazon_business",
             base_url=settings.api_url,
             headers=lambda: {"Accept": "application/json", "User-Agent": user_agent},
             token_source=self.login,

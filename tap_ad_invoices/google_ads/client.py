@@ -212,6 +212,7 @@ class GoogleAdsApi:
         self._invoices = self.client.get_service("InvoiceService")
         self._month_enum = self.client.enums.MonthOfYearEnum
         self.pdf_http = HttpClient(
+            source="google_ads",
             base_url="", token_source=self, retry=self.retry, sleep=sleep, hosts=self._hosts
         )
 

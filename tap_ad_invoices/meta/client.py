@@ -238,6 +238,7 @@ class MetaGraph:
         self._sleep = sleep
         self.governor = UsageGovernor(sleep)
         self.http = HttpClient(
+            source="meta",
             base_url=f"{settings.api_url}/{settings.api_version}",
             token_source=_StaticToken(settings.access_token),
             refresh_on=(),  # nothing to refresh: the token is long-lived
