@@ -13,8 +13,27 @@ EUR and JPY; monthly invoices issued January 2025 to October 2026; months with
 no invoice; a credit memo; a corrected invoice (credit memo with
 corrected_invoice, rebill with replaced_invoices); consolidated billing shared
 by two customers (same invoice id, one resource name per customer); a billing
-setup not on monthly invoicing; a customer that is not invoiced; a manager and
-a cancelled account that discovery must skip.
+setup not on monthly invoicing; a customer that is not invoiced; a manager that
+discovery must skip; accounts that stopped serving (CANCELED, SUSPENDED, CLOSED)
+inside the range, whose final invoices are still listed, and one cancelled before it.
+
+Accounts that stopped serving, as modelled here (Google documents only the error's
+name, "Cannot request invoices for a non serving customer"): ListInvoices answers
+their issue months up to the final invoice (issued the month after the last month
+of service) and `invoice_error.NON_SERVING_CUSTOMER` for every later month. A
+`customer_client` query filters on `customer_client.status` as GAQL does (`=` or
+`IN (...)`), so a query for ENABLED accounts alone never sees them.
+
+Knobs (besides the core's `latency_seconds`, `rate_limits`):
+- `google_latency_seconds`: added to every gRPC call (overrides `latency_seconds`).
+- `google_extra_customers`: that many more plain USD accounts on monthly invoicing.
+- `google_extra_card_paid`: that many more accounts whose billing setup is not on
+  monthly invoicing (`BILLING_SETUP_NOT_ON_MONTHLY_INVOICING` for every month).
+- `google_extra_lapsed`: that many more accounts that stopped serving (CANCELED,
+  SUSPENDED, CLOSED in turn) in 2025 or 2026, with final invoices.
+- `google_denied_customers`: customer ids answered `USER_PERMISSION_DENIED`.
+- `google_invalid_grant`: the token endpoint refuses the refresh token.
+- `google_grpc_port`, `google_certificate_file`: where the CLI serves and writes.
 """
 
 from __future__ import annotations
@@ -25,6 +44,7 @@ import functools
 import hashlib
 import ipaddress
 import itertools
+import re
 import secrets
 import shutil
 import tempfile
@@ -75,6 +95,15 @@ class Account:
     currency: str
     manager: bool = False
     status: str = "ENABLED"
+    # Accounts that stopped serving: the last month of service. Its final invoice is
+    # issued the month after; later issue months answer NON_SERVING_CUSTOMER.
+    last_service_month: dt.date | None = None
+
+    @property
+    def final_issue_month(self) -> dt.date | None:
+        if self.last_service_month is None:
+            return None
+        return _next_month(self.last_service_month)
 
 
 @dataclass(frozen=True)
@@ -103,6 +132,10 @@ ACCOUNTS = [
     Account("6666666666", "Closed Shop", "USD", status="CANCELED"),
     Account("7777777777", "Sakura Online", "JPY"),
     Account("8888888888", "Card-paid Startup", "USD"),
+    # Stopped serving inside the range: final invoices, then NON_SERVING_CUSTOMER.
+    Account("1212121212", "Pop-up Store DE", "EUR", False, "CANCELED", dt.date(2026, 4, 1)),
+    Account("1313131313", "Paused Reseller", "USD", False, "SUSPENDED", dt.date(2026, 8, 1)),
+    Account("1414141414", "Closed Studio", "JPY", False, "CLOSED", dt.date(2025, 10, 1)),
 ]
 SETUPS = [
     Setup("1111111111", "101", "1111-2222-3333-4444", "1111-2222-3333"),
@@ -113,20 +146,42 @@ SETUPS = [
     Setup("4444444444", "401", "9999-0000-1111-2222", "9999-0000-1111", monthly_invoicing=False),
     Setup("7777777777", "701", "3333-4444-5555-6666", "3333-4444-5555"),
     Setup("8888888888", "801", "7777-8888-9999-0000", "7777-8888-9999", invoiced=False),
+    Setup("1212121212", "1201", "1212-3434-5656-7878", "1212-3434-5656"),
+    Setup("1313131313", "1301", "1313-3434-5656-7878", "1313-3434-5656"),
+    Setup("1414141414", "1401", "1414-3434-5656-7878", "1414-3434-5656"),
 ]
+LAPSED_STATUSES = ("CANCELED", "SUSPENDED", "CLOSED")
 TAX_RATE = {"USD": (0, 1), "EUR": (19, 100), "JPY": (10, 100)}
 # (customer, "YYYY-MM") issue months with no invoice at all.
 QUIET_MONTHS = {("1111111111", "2025-03"), ("1111111111", "2026-02"), ("2222222222", "2025-08")}
 
 
-def world(extra_customers: int) -> tuple[list[Account], list[Setup]]:
-    """The fixed accounts, plus `extra_customers` plain USD accounts (benchmarks: many calls)."""
+def world(
+    extra_customers: int, extra_card_paid: int = 0, extra_lapsed: int = 0
+) -> tuple[list[Account], list[Setup]]:
+    """The fixed accounts, plus plain USD accounts on monthly invoicing, card-paid ones and
+    ones that stopped serving (benchmarks: many calls, a mix of what a real manager holds)."""
     accounts, setups = list(ACCOUNTS), list(SETUPS)
+
+    def add(kind: str, n: int, name: str, account: dict[str, Any], **setup: Any) -> None:
+        """Benchmark account `n` of a kind (its id's first digit)."""
+        customer = f"{kind}{n:09d}"
+        accounts.append(Account(customer, f"{name} {n}", "USD", **account))
+        number = f"{kind}{n:03d}-{n % 10000:04d}-0000-0000"
+        setups.append(Setup(customer, f"{kind}{n}", number, number[:14], **setup))
+
     for n in range(extra_customers):
-        customer = f"9{n:09d}"
-        accounts.append(Account(customer, f"Benchmark account {n}", "USD"))
-        account_number = f"9{n:03d}-{n % 10000:04d}-0000-0000"
-        setups.append(Setup(customer, f"9{n}", account_number, account_number[:14]))
+        add("9", n, "Benchmark account", {})
+    for n in range(extra_card_paid):
+        add("8", n, "Card-paid benchmark account", {}, monthly_invoicing=False)
+    for n in range(extra_lapsed):
+        # Stopped between March 2025 and August 2026, so each has invoices, a final one,
+        # and NON_SERVING_CUSTOMER months inside the fixed world's range.
+        lapsed = {
+            "status": LAPSED_STATUSES[n % len(LAPSED_STATUSES)],
+            "last_service_month": _add_months(dt.date(2025, 3, 1), (n * 5) % 18),
+        }
+        add("6", n, "Lapsed benchmark account", lapsed)
     return accounts, setups
 
 
@@ -144,6 +199,11 @@ def _months() -> list[dt.date]:
 
 def _next_month(month: dt.date) -> dt.date:
     return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def _add_months(month: dt.date, count: int) -> dt.date:
+    index = month.year * 12 + month.month - 1 + count
+    return dt.date(index // 12, index % 12 + 1, 1)
 
 
 def _previous_month(month: dt.date) -> dt.date:
@@ -193,6 +253,9 @@ class InvoiceBook:
         customers = [s.customer_id for s in group]
         if any((c, f"{month:%Y-%m}") in QUIET_MONTHS for c in customers):
             return None
+        finals = [self.account(c).final_issue_month for c in customers]
+        if any(final is not None and month > final for final in finals):
+            return None  # stopped serving: nothing is billed after the final invoice
         spends = {
             c: (_digits(c, month) % 4_000_000 + 5_000) * _unit_micros(self.currency(group))
             for c in customers
@@ -482,7 +545,12 @@ def failure(
 class GoogleAdsEmulator:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
-        self.accounts, self.setups = world(int(emulator.knobs.get("google_extra_customers") or 0))
+        knobs = emulator.knobs
+        self.accounts, self.setups = world(
+            int(knobs.get("google_extra_customers") or 0),
+            int(knobs.get("google_extra_card_paid") or 0),
+            int(knobs.get("google_extra_lapsed") or 0),
+        )
         self.book = InvoiceBook(emulator.base_url, self.accounts, self.setups)
         self.list_requests: list[dict[str, Any]] = []
         self.metadata_seen: list[dict[str, str]] = []
@@ -551,12 +619,25 @@ class GoogleAdsEmulator:
     def truth(self) -> dict[str, Any]:
         with self._lock:
             invoices = copy.deepcopy(self.book.invoices)
+        with_setup = {s.customer_id for s in self.setups if s.status == "APPROVED"}
         return {
             "invoices": invoices,
             "pdf_sha256": {i["id"]: hashlib.sha256(render_pdf(i)).hexdigest() for i in invoices},
+            # Every account a full sync reads invoices of: the enabled ones and those that
+            # stopped serving but still have an approved billing setup (final invoices).
             "serving_customers": [
-                a.customer_id for a in self.accounts if not a.manager and a.status == "ENABLED"
+                a.customer_id
+                for a in self.accounts
+                if not a.manager and (a.status == "ENABLED" or a.customer_id in with_setup)
             ],
+            "lapsed_customers": {
+                a.customer_id: {
+                    "status": a.status,
+                    "final_issue_month": f"{a.final_issue_month:%Y-%m}",
+                }
+                for a in self.accounts
+                if a.final_issue_month is not None
+            },
             "billing_setups": {
                 s.resource_name: {
                     "status": s.status,
@@ -751,11 +832,11 @@ class GoogleAdsEmulator:
             if request.customer_id != MANAGER_ID:
                 return []
             manager_name = f"customers/{MANAGER_ID}"
-            only_enabled = "CUSTOMER_CLIENT.STATUS = 'ENABLED'" in query.upper()
+            statuses = _status_filter(query)
             no_managers = "CUSTOMER_CLIENT.MANAGER = FALSE" in query.upper()
             rows = []
             for account in self.accounts:
-                if (only_enabled and account.status != "ENABLED") or (
+                if (statuses is not None and account.status not in statuses) or (
                     no_managers and account.manager
                 ):
                     continue
@@ -880,6 +961,17 @@ class GoogleAdsEmulator:
                 ),
             )
         issue_month = f"{request.issue_year}-{MONTHS.index(month_name) + 1:02d}"
+        final = next(a for a in self.accounts if a.customer_id == customer_id).final_issue_month
+        if final is not None and issue_month > f"{final:%Y-%m}":
+            raise GrpcAbort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                failure(
+                    "invoice_error",
+                    "NON_SERVING_CUSTOMER",
+                    "Cannot request invoices for a non serving customer.",
+                    customer_id=customer_id,
+                ),
+            )
         with self._lock:
             invoices = self.book.for_request(
                 setup, issue_month, request.include_granular_level_invoice_details
@@ -887,6 +979,22 @@ class GoogleAdsEmulator:
         return invoice_service.ListInvoicesResponse(
             invoices=[_invoice_message(i) for i in invoices]
         )
+
+
+_STATUS_CLAUSE = re.compile(
+    r"customer_client\.status\s*(?:=\s*'(?P<one>[A-Z_]+)'|IN\s*\((?P<many>[^)]*)\))",
+    re.IGNORECASE,
+)
+
+
+def _status_filter(query: str) -> set[str] | None:
+    """The statuses a customer_client query asks for (`=` or `IN (...)`); None: any."""
+    match = _STATUS_CLAUSE.search(query)
+    if match is None:
+        return None
+    if match["one"]:
+        return {match["one"].upper()}
+    return {part.strip().strip("'\"").upper() for part in match["many"].split(",")}
 
 
 def _invoice_message(data: dict[str, Any]) -> invoice_types.Invoice:

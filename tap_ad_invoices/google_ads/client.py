@@ -1,5 +1,10 @@
 """Google Ads API calls, through the official google-ads client (gRPC), and nothing else.
 
+Every attempt is counted in the shared `CALLS` under its gRPC method ("Search",
+"ListInvoices") and every token refresh as "token" (google-auth's own session, not
+the shared HttpClient): quota is what a daily run must not waste (Explorer access:
+2,880 operations a day).
+
 Errors come back as a GoogleAdsFailure in the trailing metadata. The client
 turns most of them into GoogleAdsException, but passes INTERNAL and
 RESOURCE_EXHAUSTED through as plain gRPC errors, so `AdsError.from_exception`
@@ -27,6 +32,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2.credentials import Credentials
 
+from tap_ad_invoices.calls import CALLS
 from tap_ad_invoices.documents import fetch_bounded
 from tap_ad_invoices.errors import ApiError, AuthorizationExpired
 from tap_ad_invoices.google_ads.config import KEY, GoogleAdsSettings
@@ -66,6 +72,10 @@ TEMPORARY_QUOTA = {
     "EXCESSIVE_SHORT_TERM_QUERY_RESOURCE_CONSUMPTION",
 }
 MAX_RETRY_DELAY_SECONDS = 600.0
+# Discovery reads the accounts that stopped serving too: Google still lists the final
+# invoices of CANCELED, SUSPENDED and CLOSED accounts (later months answer
+# NON_SERVING_CUSTOMER), and customer_client says nothing of when an account stopped.
+DISCOVERED_STATUSES = ("ENABLED", "CANCELED", "SUSPENDED", "CLOSED")
 REAUTHORISE = (
     "Create a new refresh token for the OAuth client {prefix}.client_id (scope {scope}) and set "
     "{prefix}.refresh_token. Refresh tokens of OAuth apps whose consent screen is in 'Testing' "
@@ -77,6 +87,16 @@ LOGGER = logging.getLogger("tap_ad_invoices.google_ads")
 logging.getLogger("google.ads.googleads.client").setLevel(logging.ERROR)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    status: str | None  # CustomerStatus (ENABLED, CANCELED...); None: listed in customer_ids
+
+    @property
+    def serving(self) -> bool:
+        return self.status in (None, "ENABLED")
 
 
 @dataclass(frozen=True)
@@ -212,8 +232,12 @@ class GoogleAdsApi:
         self._invoices = self.client.get_service("InvoiceService")
         self._month_enum = self.client.enums.MonthOfYearEnum
         self.pdf_http = HttpClient(
-            source="google_ads",
-            base_url="", token_source=self, retry=self.retry, sleep=sleep, hosts=self._hosts
+            source=KEY,
+            base_url="",
+            token_source=self,
+            retry=self.retry,
+            sleep=sleep,
+            hosts=self._hosts,
         )
 
     # -- OAuth ------------------------------------------------------------------------------
@@ -236,6 +260,8 @@ class GoogleAdsApi:
         """
         host = host_of(self.settings.token_uri)
         self._hosts.check(host)
+        # One count per refresh: google-auth's own retries of the endpoint are not visible.
+        CALLS.call(KEY, "token")
         try:
             self.credentials.refresh(AuthRequest(self._session))
         except auth_exceptions.RefreshError as exc:
@@ -260,15 +286,17 @@ class GoogleAdsApi:
                 self.credentials.token = None
 
     # -- calls ------------------------------------------------------------------------------
-    def call(self, what: str, function: Callable[[], T]) -> T:
-        """One logical call: quota waits as Google says, transient errors back off,
-        within `max_retry_seconds`; a rejected access token is refreshed once."""
+    def call(self, method: str, what: str, function: Callable[[], T]) -> T:
+        """One logical call of the gRPC `method`: quota waits as Google says, transient
+        errors back off, within `max_retry_seconds`; a rejected access token is refreshed
+        once. Every attempt counts in `CALLS` (the quota counts it)."""
         budget = self.retry.start()
         refreshed = False
         endpoint = self.settings.endpoint
         while True:
             self._hosts.check(endpoint)
             token = self.access_token()
+            CALLS.call(KEY, method)
             try:
                 result = function()
                 self._hosts.answered(endpoint)
@@ -285,6 +313,7 @@ class GoogleAdsApi:
                 LOGGER.info("%s: %s, refreshing the access token once", what, error.status)
                 self.invalidate(token)
                 refreshed = True
+                CALLS.retry(KEY, method)
                 continue
             if error.unauthenticated:
                 raise AuthorizationExpired(
@@ -299,6 +328,7 @@ class GoogleAdsApi:
             delay = budget.next_delay(wait)
             if delay is None:
                 raise error
+            CALLS.retry(KEY, method, throttled=error.retryable_quota)
             LOGGER.log(
                 budget.log_level,
                 "%s: %s; retry %d in %.2fs (%.0fs of max_retry_seconds=%g spent)",
@@ -311,20 +341,28 @@ class GoogleAdsApi:
             )
             self._sleep(delay)
 
-    def serving_customers(self) -> list[str]:
-        """Enabled non-manager accounts under login_customer_id, at every level."""
+    def customers(self) -> list[Customer]:
+        """Non-manager accounts under login_customer_id, at every level: the serving ones
+        and those that stopped serving (their final invoices)."""
         manager = self.settings.login_customer_id
         assert manager is not None
+        statuses = ", ".join(f"'{status}'" for status in DISCOVERED_STATUSES)
         query = (
             "SELECT customer_client.id, customer_client.manager, customer_client.status, "
             "customer_client.descriptive_name FROM customer_client "
-            "WHERE customer_client.status = 'ENABLED' AND customer_client.manager = FALSE"
+            f"WHERE customer_client.status IN ({statuses}) AND customer_client.manager = FALSE"
         )
         rows = self.call(
+            "Search",
             f"customer_client query of manager {manager}",
             lambda: list(self._google_ads.search(customer_id=manager, query=query)),
         )
-        return sorted({str(row.customer_client.id) for row in rows})
+        found = {str(row.customer_client.id): row.customer_client.status.name for row in rows}
+        return [Customer(customer_id, found[customer_id]) for customer_id in sorted(found)]
+
+    def serving_customers(self) -> list[str]:
+        """The customers() that serve today (the connection test reports them)."""
+        return [customer.customer_id for customer in self.customers() if customer.serving]
 
     def billing_setups(self, customer_id: str) -> list[BillingSetup]:
         query = (
@@ -334,6 +372,7 @@ class GoogleAdsApi:
             "FROM billing_setup WHERE billing_setup.status = 'APPROVED'"
         )
         rows = self.call(
+            "Search",
             f"billing_setup query of customer {customer_id}",
             lambda: list(self._google_ads.search(customer_id=customer_id, query=query)),
         )
@@ -359,6 +398,7 @@ class GoogleAdsApi:
             "include_granular_level_invoice_details": self.settings.include_granular_details,
         }
         response = self.call(
+            "ListInvoices",
             f"ListInvoices {setup.resource_name} {year}-{month:02d}",
             lambda: self._invoices.list_invoices(request=request),
         )

@@ -2,17 +2,24 @@
 
 Calls run on a thread pool of `max_workers`; records are emitted from the
 main thread, in (customer, billing setup, month) order, so output and dedupe
-are deterministic however the calls finish. State keeps, per billing setup
-(which names its customer), the last issue month fully synced; each run starts
-`lookback_months` before it, because credit memos and rebills arrive late.
+are deterministic however the calls finish.
+
+Quota is the scarce resource (Explorer access: 2,880 operations a day), and every
+issue month of every billing setup is one ListInvoices call. So state keeps, per
+billing setup (which names its customer), what spares calls on the next run (`SetupState`):
+the last closed issue month asked successfully, whatever it held (a month with no
+invoice is synced too), and what Google said of a setup that has no invoices to give
+(card-paid, not invoiced, stopped serving) with the month it said it, so that it is
+asked once a month, not once per month since start_date on every run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +31,7 @@ from tap_ad_invoices.documents import (
     remember,
     unwrap_pdf,
 )
-from tap_ad_invoices.errors import FailureLedger, item_errors
+from tap_ad_invoices.errors import Caught, FailureLedger, item_errors
 from tap_ad_invoices.google_ads.config import GoogleAdsSettings
 from tap_ad_invoices.google_ads.conversion import invoice_record, invoice_schema, to_invoice
 from tap_ad_invoices.invoices import FeedsInvoices
@@ -34,25 +41,28 @@ from tap_ad_invoices.windows import add_months
 if TYPE_CHECKING:
     from singer_sdk import Tap
 
-    from tap_ad_invoices.google_ads.client import BillingSetup, GoogleAdsApi
+    from tap_ad_invoices.google_ads.client import BillingSetup, Customer, GoogleAdsApi
 
 STREAM_NAME = "google_ads_invoices"
 BOOKMARKS_KEY = "billing_setups"  # not "partitions": the SDK owns that key
 # invoice id -> the stored PDF: a look-back re-read does not download it again.
 DOCUMENTS_KEY = "documents"
 FIRST_ISSUE_MONTH = dt.date(2019, 1, 1)  # ListInvoices: YEAR_MONTH_TOO_OLD before 2019
-# The billing setup cannot have invoices: skip it with one warning, not a failure.
-SKIP_CODES = (
-    "NOT_INVOICED_CUSTOMER",
-    "BILLING_SETUP_NOT_ON_MONTHLY_INVOICING",
-    "NON_SERVING_CUSTOMER",
-)
+# The billing setup cannot have invoices (paid by card, or not invoiced at all): skipped
+# with one warning, remembered, and asked again (one call) in a later issue month only.
+NOT_INVOICED_CODES = ("NOT_INVOICED_CUSTOMER", "BILLING_SETUP_NOT_ON_MONTHLY_INVOICING")
+# The customer stopped serving (CANCELED, SUSPENDED, CLOSED): Google answers it for the
+# issue months after the final invoice. A quiet skip of those months, never a failure.
+NON_SERVING = "NON_SERVING_CUSTOMER"
 
 
-def is_skippable(error: BaseException | None) -> bool:
+def error_code(error: BaseException | None, codes: Iterable[str]) -> str | None:
+    """The first of `codes` that the AdsError `error` carries."""
     from tap_ad_invoices.google_ads.client import AdsError
 
-    return isinstance(error, AdsError) and error.has(*SKIP_CODES)
+    if isinstance(error, AdsError):
+        return next((code for code in codes if error.has(code)), None)
+    return None
 
 
 def month_start(value: dt.datetime | dt.date) -> dt.date:
@@ -67,15 +77,93 @@ def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
     return months
 
 
+def _month(text: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(f"{text}-01") if text else None
+
+
+def _text(month: dt.date | None) -> str | None:
+    return f"{month:%Y-%m}" if month else None
+
+
+@dataclass
+class SetupState:
+    """One billing setup's entry under `billing_setups` in the stream's state.
+
+    - `synced_through`: the last closed issue month (one that has ended) asked
+      successfully, with every month before it since the range's start; what it held
+      does not matter. A run re-reads the `lookback_months` closed months up to it and
+      every month after it (the month in progress too).
+    - `not_invoiced` (the InvoiceError) and `checked` (the issue month, UTC, in which it
+      was answered): a card-paid or not invoiced setup, asked again in a later month only.
+    - `non_serving_since` and `checked`: the customer answers NON_SERVING_CUSTOMER from
+      that issue month on; its earlier months are synced. Asked again in a later month.
+    """
+
+    synced_through: dt.date | None = None
+    not_invoiced: str | None = None
+    non_serving_since: dt.date | None = None
+    checked: dt.date | None = None
+
+    @classmethod
+    def read(cls, entry: Mapping[str, Any] | None) -> SetupState:
+        entry = entry or {}
+        synced = _month(entry.get("synced_through"))
+        legacy = _month(entry.get("last_issue_month"))
+        if synced is None and legacy is not None:
+            # Written by an earlier version: the last month asked, perhaps still in progress.
+            synced = add_months(legacy, -1)
+        return cls(
+            synced_through=synced,
+            not_invoiced=entry.get("not_invoiced") or None,
+            non_serving_since=_month(entry.get("non_serving_since")),
+            checked=_month(entry.get("checked")),
+        )
+
+    def to_state(self) -> dict[str, str]:
+        entry = {
+            "synced_through": _text(self.synced_through),
+            "not_invoiced": self.not_invoiced,
+            "non_serving_since": _text(self.non_serving_since),
+            "checked": _text(self.checked),
+        }
+        return {key: value for key, value in entry.items() if value}
+
+    @property
+    def has_no_invoices(self) -> bool:
+        """Google said this setup has nothing to list now (card-paid, not serving...)."""
+        return self.not_invoiced is not None or self.non_serving_since is not None
+
+
+@dataclass
+class MonthAnswer:
+    invoices: list[Any]
+    non_serving: bool = False  # NON_SERVING_CUSTOMER: synced, nothing to list
+
+
 @dataclass
 class Partition:
     setup: BillingSetup
-    months: list[dt.date]
-    calls: list[Future[list[Any]]] = field(default_factory=list)
+    known: SetupState
+    months: list[dt.date]  # the issue months this run may ask, oldest first
+    # Ask the newest month alone first, and the others only if it can have invoices:
+    # one call for a card-paid setup instead of one per month.
+    probe: bool = False
+    calls: dict[dt.date, Future[MonthAnswer]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return f"customer {self.setup.customer_id}, {self.setup.resource_name}"
+
+    def rest_wanted(self) -> bool:
+        """After the probe: whether the other months are worth asking."""
+        probe = self.calls[self.months[-1]]
+        if probe.exception() is not None:
+            return False  # not invoiced, or a failure the emitter reports
+        if probe.result().non_serving:
+            # A customer that stopped serving still has its final invoices in earlier
+            # months, unless an earlier run read them already.
+            return self.known.non_serving_since is None
+        return True
 
 
 class GoogleAdsInvoicesStream(FeedsInvoices):
@@ -97,6 +185,7 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         self._documents: dict[str, Any] = {}  # state's record of stored PDFs, updated in order
         self._known_pdfs: dict[str, Any] = {}  # its copy at the start, read by worker threads
         self.reused_pdfs = 0
+        self._open_month = month_start(dt.datetime.now(dt.timezone.utc))  # set again to sync
 
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         return [to_invoice(record)]
@@ -106,22 +195,34 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         return self._tap.failures  # type: ignore[attr-defined, no-any-return]
 
     # -- months -----------------------------------------------------------------------------
-    def _months(self, setup: BillingSetup, bookmarks: dict[str, Any]) -> list[dt.date]:
+    def _last_closed(self, end: dt.datetime) -> dt.date:
+        """The newest issue month of the range that has ended (Google may still issue a
+        credit memo or a rebill in the month in progress)."""
+        return min(month_start(end), add_months(self._open_month, -1))
+
+    def _plan(self, setup: BillingSetup, known: SetupState) -> Partition:
+        """The months to ask: the `lookback_months` closed months up to `synced_through` and
+        every month after it; for a setup Google said has no invoices, none until a later
+        issue month, then the newest one alone."""
         start, end = sync_range(self.config)
-        now = dt.datetime.now(dt.timezone.utc)
         first = max(month_start(start), FIRST_ISSUE_MONTH)
-        last = month_start(min(end, now))  # a month not yet begun has no invoice
-        synced = (bookmarks.get(setup.resource_name) or {}).get("last_issue_month")
-        if synced:
-            resume = add_months(
-                dt.date.fromisoformat(f"{synced}-01"), -self.settings.lookback_months
-            )
-            first = max(first, resume)
-        return months_between(first, last)
+        last = min(month_start(end), self._open_month)  # a month not yet begun has no invoice
+        if known.synced_through is not None:
+            first = max(first, add_months(known.synced_through, 1 - self.settings.lookback_months))
+        months = months_between(first, last)
+        checked = known.checked
+        if known.has_no_invoices and checked is not None and checked >= self._open_month:
+            return Partition(setup, known, [])  # asked this month already
+        # A setup never read, or one to check again: its newest month says whether it
+        # has invoices at all before every month of it is asked.
+        probe = known.has_no_invoices or known.synced_through is None
+        return Partition(setup, known, months, probe=probe and bool(months))
 
     # -- sync -------------------------------------------------------------------------------
     def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
         state = self.get_context_state(context)
+        # "This month" for the whole run, so a run across midnight of the 1st is consistent.
+        self._open_month = month_start(dt.datetime.now(dt.timezone.utc))
         bookmarks: dict[str, Any] = state.setdefault(BOOKMARKS_KEY, {})
         documents: dict[str, Any] = state.setdefault(DOCUMENTS_KEY, {})
         self._documents, self._known_pdfs = documents, dict(documents)
@@ -147,18 +248,25 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
     def _forget_documents_before_the_lookback(self, documents: dict[str, Any]) -> None:
         """State keeps only the PDFs a later run's look-back can re-read."""
         _, end = sync_range(self.config)
-        oldest = f"{add_months(month_start(end), -self.settings.lookback_months):%Y-%m}"
+        lookback = 1 - self.settings.lookback_months
+        oldest = f"{add_months(self._last_closed(end), lookback):%Y-%m}"
         for invoice_id in [i for i, d in documents.items() if d["issue_month"] < oldest]:
             del documents[invoice_id]
 
-    def _customers(self, api: GoogleAdsApi) -> list[str]:
+    def _customers(self, api: GoogleAdsApi) -> list[Customer]:
+        from tap_ad_invoices.google_ads.client import Customer
+
         if self.settings.customer_ids:
-            return list(self.settings.customer_ids)
-        customers = api.serving_customers()
+            return [Customer(customer_id, None) for customer_id in self.settings.customer_ids]
+        customers = api.customers()
+        stopped = [c for c in customers if not c.serving]
         self.logger.info(
-            "Manager %s: %d enabled serving account(s)",
+            "Manager %s: %d serving account(s), %d that stopped serving (%s), read for their "
+            "final invoices",
             self.settings.login_customer_id,
-            len(customers),
+            len(customers) - len(stopped),
+            len(stopped),
+            ", ".join(f"{c.customer_id} {c.status}" for c in stopped) or "none",
         )
         return customers
 
@@ -174,31 +282,59 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
             customers = self._customers(api)
         if discovery.failed:
             return
-        setup_calls = [(c, pool.submit(api.billing_setups, c)) for c in customers]
+        setup_calls = [(c, pool.submit(api.billing_setups, c.customer_id)) for c in customers]
         partitions: list[Partition] = []
         for customer, call in setup_calls:
-            with self.failures.unit(self.name, f"customer {customer}", self.logger) as lookup:
+            label = f"customer {customer.customer_id}"
+            with self.failures.unit(self.name, label, self.logger) as lookup:
                 setups = call.result()
             if lookup.failed:
                 continue
             if not setups:
-                self.logger.warning("Customer %s has no approved billing setup: skipped", customer)
-            partitions += [Partition(s, self._months(s, bookmarks)) for s in setups]
+                # An account closed long ago often has none left: not worth a warning.
+                level = logging.WARNING if customer.serving else logging.INFO
+                self.logger.log(
+                    level,
+                    "Customer %s has no approved billing setup: skipped",
+                    customer.customer_id,
+                )
+            for setup in setups:
+                known = SetupState.read(bookmarks.get(setup.resource_name))
+                partitions.append(self._plan(setup, known))
 
-        # Every ListInvoices call goes to the pool now; results are consumed in order below.
+        def ask(partition: Partition, months: Iterable[dt.date]) -> None:
+            for month in months:
+                partition.calls[month] = pool.submit(
+                    self._fetch, api, pdf_pool, partition.setup, month
+                )
+
+        # Every ListInvoices call goes to the pool now (probes first: the pool is FIFO);
+        # the months behind a probe once it has answered; results are consumed in order.
+        probed = [p for p in partitions if p.probe]
+        for partition in probed:
+            ask(partition, partition.months[-1:])
         for partition in partitions:
-            partition.calls = [
-                pool.submit(self._fetch, api, pdf_pool, partition.setup, month)
-                for month in partition.months
-            ]
+            if not partition.probe:
+                ask(partition, partition.months)
+        for partition in probed:
+            wait([partition.calls[partition.months[-1]]])
+            if partition.rest_wanted():
+                ask(partition, partition.months[:-1])
         seen: set[str] = set()
         for partition in partitions:
             yield from self._emit(partition, seen, bookmarks)
 
     def _fetch(
         self, api: GoogleAdsApi, pdf_pool: ThreadPoolExecutor, setup: BillingSetup, month: dt.date
-    ) -> list[Any]:
-        invoices = api.list_invoices(setup, month.year, month.month)
+    ) -> MonthAnswer:
+        from tap_ad_invoices.google_ads.client import AdsError
+
+        try:
+            invoices = api.list_invoices(setup, month.year, month.month)
+        except AdsError as error:
+            if error.has(NON_SERVING):
+                return MonthAnswer([], non_serving=True)
+            raise
         if self.settings.download_pdfs:
             with self._pdf_lock:
                 for invoice in invoices:
@@ -207,7 +343,7 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
                         self._pdfs[invoice.id] = self._stored_or_download(
                             api, pdf_pool, invoice.id, invoice.pdf_url, invoice.payments_account_id
                         )
-        return invoices
+        return MonthAnswer(invoices)
 
     def _stored_or_download(
         self, api: GoogleAdsApi, pool: ThreadPoolExecutor, invoice_id: str, url: str, account: str
@@ -235,30 +371,92 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
     def _emit(
         self, partition: Partition, seen: set[str], bookmarks: dict[str, Any]
     ) -> Iterator[dict[str, Any]]:
-        complete = True
-        for month, call in zip(partition.months, partition.calls, strict=True):
+        known = partition.known
+        if not partition.months:
+            if known.has_no_invoices:
+                self._log_known(partition)
+            return
+        synced = known.synced_through
+        contiguous = True  # every month so far asked and written whole
+        non_serving_from: dt.date | None = None  # first of the newest NON_SERVING months
+        newest: MonthAnswer | None = None
+        for month in partition.months:
+            call = partition.calls.get(month)
+            if call is None:  # behind a probe that said there is nothing to read
+                contiguous = False
+                continue
             item = f"{partition.label}, issue month {month:%Y-%m}"
             with item_errors(self.logger, item) as month_call:
-                records = self._month_records(partition, month, call.result(), seen)
+                newest = call.result()
+                records = self._month_records(partition, month, newest.invoices, seen)
             if month_call.failed:
-                for pending in partition.calls:
+                for pending in partition.calls.values():
                     pending.cancel()
-                error = month_call.error
-                if is_skippable(error):
-                    # No bookmark: if the setup moves to monthly invoicing, its history counts.
-                    self.logger.warning("Skipped %s: %s", partition.label, error)
-                else:
-                    self.failures.record(self.name, item, month_call.reason, self.logger)
-                complete = False
-                break
+                self._remember(
+                    bookmarks, partition, self._failed(partition, synced, item, month_call)
+                )
+                return
+            if not newest.non_serving:
+                non_serving_from = None
+            elif non_serving_from is None:
+                non_serving_from = month
             for record in records:
                 if self.settings.download_pdfs and record.get("pdf_url"):
-                    complete &= self._attach_pdf(record, partition)
+                    contiguous &= self._attach_pdf(record, partition)
                 yield record
-        if complete and partition.months:
-            bookmarks[partition.setup.resource_name] = {
-                "last_issue_month": f"{partition.months[-1]:%Y-%m}"
-            }
+            if contiguous and month < self._open_month:
+                # Synced, whatever it held: an empty month is not asked again.
+                synced = max(month, synced or month)
+        if newest is None or not newest.non_serving:
+            self._remember(bookmarks, partition, SetupState(synced))  # serving, invoiced
+            return
+        asked_all = len(partition.calls) == len(partition.months)
+        since = non_serving_from if asked_all else known.non_serving_since or non_serving_from
+        state = SetupState(synced, non_serving_since=since, checked=self._open_month)
+        self._log_non_serving(partition, state)
+        self._remember(bookmarks, partition, state)
+
+    def _failed(
+        self, partition: Partition, synced: dt.date | None, item: str, month_call: Caught
+    ) -> SetupState:
+        """The state after a month failed: remembered when Google said the setup has no
+        invoices; otherwise one FAILED line and what was known before."""
+        known = partition.known
+        code = error_code(month_call.error, NOT_INVOICED_CODES)
+        if code is None:
+            self.failures.record(self.name, item, month_call.reason, self.logger)
+            return SetupState(synced, known.not_invoiced, known.non_serving_since, known.checked)
+        if known.not_invoiced == code:  # known: this month's check said it again
+            self.logger.info("Skipped %s: still %s", partition.label, code)
+        else:
+            self.logger.warning("Skipped %s: %s", partition.label, month_call.error)
+        return SetupState(synced, not_invoiced=code, checked=self._open_month)
+
+    @staticmethod
+    def _remember(bookmarks: dict[str, Any], partition: Partition, state: SetupState) -> None:
+        entry = state.to_state()
+        if entry:
+            bookmarks[partition.setup.resource_name] = entry
+
+    def _log_known(self, partition: Partition) -> None:
+        known = partition.known
+        why = known.not_invoiced or f"{NON_SERVING} since {known.non_serving_since:%Y-%m}"
+        self.logger.info(
+            "Skipped %s: %s (answered in issue month %s); asked again next month",
+            partition.label,
+            why,
+            _text(known.checked),
+        )
+
+    def _log_non_serving(self, partition: Partition, state: SetupState) -> None:
+        self.logger.info(
+            "Customer %s stopped serving (%s from issue month %s): its earlier invoices are "
+            "read, %s is asked again next month",
+            partition.setup.customer_id,
+            NON_SERVING,
+            _text(state.non_serving_since),
+            partition.setup.resource_name,
+        )
 
     def _month_records(
         self, partition: Partition, month: dt.date, invoices: list[Any], seen: set[str]
