@@ -89,7 +89,8 @@ def test_full_sync_emits_every_invoice_once_with_exact_amounts(emulator, config,
     assert_no_secrets(run)
     windows = len(plan_windows(START, END, 90))
     assert emulator.counters["ads.statements.create"] == windows * len(ACCOUNTS)
-    assert emulator.counters["ads.accounts.list"] == 2  # discovery walks both pages
+    # Discovery walks all three pages (two of them list accounts that are not CREATED).
+    assert emulator.counters["ads.accounts.list"] == 3
     assert emulator.counters["lwa.token"] == 1  # one access token for the whole run
     for account in ACCOUNTS:
         account_state = state_of(run)["bookmarks"][STREAM]["accounts"][account[0]]
@@ -182,7 +183,7 @@ def test_failed_statement_fails_its_account_only(emulator, config, tmp_path):
 
 
 def test_date_format_falls_back_once_when_the_api_refuses_yyyymmdd(emulator, config, tmp_path):
-    emulator.knobs["ads_accepted_date_formats"] = ["YYYY-MM-DD"]
+    emulator.knobs["ads_statement_request_form"] = "model"
     emulator.knobs["ads_create_response_key"] = "billingStatementRequestId"
     config["amazon_ads"]["account_ids"] = [ACCOUNTS[0][0]]
     run = run_tap(config, tmp_path)
@@ -197,7 +198,7 @@ def test_date_format_falls_back_once_when_the_api_refuses_yyyymmdd(emulator, con
 
 
 def test_explicit_date_format_is_sent_as_configured(emulator, config, tmp_path):
-    emulator.knobs["ads_accepted_date_formats"] = ["YYYYMMDD"]
+    emulator.knobs["ads_statement_request_form"] = "guide"
     config["amazon_ads"]["statement_date_format"] = "YYYY-MM-DD"
     config["amazon_ads"]["account_ids"] = [ACCOUNTS[0][0]]
     run = run_tap(config, tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tap_ad_invoices.amazon_ads.config import CONFIG_PROPERTY, PREFIX, AmazonAdsSettings, validate
+from tap_ad_invoices.amazon_ads.config import CONFIG_PROPERTY, PREFIX, validate
 from tap_ad_invoices.catalog import StreamSpec
 from tap_ad_invoices.sources import Source
 
@@ -16,10 +16,13 @@ if TYPE_CHECKING:
 
 def _streams(tap: TapAdInvoices) -> list[Stream]:
     from tap_ad_invoices.amazon_ads.invoice_streams import AmazonAdsInvoicesStream
+    from tap_ad_invoices.amazon_ads.regions import build_regions
     from tap_ad_invoices.amazon_ads.streams import BillingStatementsStream
 
-    settings = AmazonAdsSettings.from_section(tap.config[PREFIX])
-    return [BillingStatementsStream(tap, settings), AmazonAdsInvoicesStream(tap, settings)]
+    # One client per regional host, shared by both streams: one login and one
+    # account listing per region and run.
+    regions = build_regions(tap)
+    return [BillingStatementsStream(tap, regions), AmazonAdsInvoicesStream(tap, regions)]
 
 
 def _catalog() -> list[StreamSpec]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,11 +57,40 @@ COUNTRY_CODES = tuple(
         "ZA",
     ]
 )
-# The docs disagree on the request's date format: the guide's example sends
-# 20231124, the OpenAPI model says format: date (2023-11-24). "auto" sends the
-# guide's form and, if the API answers 400, switches to the other for the run.
+# The docs disagree on the statement request: the guide's example sends
+# application/json with 20231124, the OpenAPI model its own media type with
+# format: date (2023-11-24). A setting value names a form by its date format;
+# "auto" starts with the form that worked last (kept in state, else the guide's)
+# and switches when the API refuses the form itself (client.RequestForm).
 DATE_FORMATS = ("auto", "YYYYMMDD", "YYYY-MM-DD")
 GLOBAL_ACCOUNT_ID = re.compile(r"^amzn1\.ads-account\.g\.[A-Za-z0-9]+$")
+
+# One regional host of the same app (and, usually, the same authorisation): Amazon
+# Ads serves each region's accounts on its own host, and some users authorise each
+# region apart, so a region may bring its own refresh token.
+REGION = th.ObjectType(
+    th.Property(
+        "region",
+        th.StringType,
+        required=True,
+        allowed_values=list(API_URLS),
+        description="NA, EU or FE (one entry per region).",
+    ),
+    th.Property(
+        "refresh_token",
+        th.StringType,
+        secret=True,
+        description="This region's refresh token (default: amazon_ads.refresh_token).",
+    ),
+    th.Property(
+        "account_ids",
+        th.ArrayType(th.StringType),
+        description="Global account ids to read on this host (default: every account it lists).",
+    ),
+    th.Property("api_url", th.StringType, description="Override the region's API host."),
+    th.Property("token_url", th.StringType, description="Override the region's token URL."),
+)
+REGION_KEYS = ("region", "account_ids", "api_url", "token_url")
 
 CONFIG_PROPERTY = th.Property(
     PREFIX,
@@ -78,9 +108,9 @@ CONFIG_PROPERTY = th.Property(
         th.Property(
             "refresh_token",
             th.StringType,
-            required=True,
             secret=True,
-            description="Login with Amazon refresh token (Atzr|...).",
+            description="Login with Amazon refresh token (Atzr|...). Required, except with "
+            "`regions` whose every entry has its own.",
         ),
         th.Property(
             "region",
@@ -88,6 +118,13 @@ CONFIG_PROPERTY = th.Property(
             default="NA",
             allowed_values=list(API_URLS),
             description="API region: NA, EU or FE.",
+        ),
+        th.Property(
+            "regions",
+            th.ArrayType(REGION),
+            description="Several regional hosts in one config, instead of region, account_ids, "
+            "api_url and token_url: [{region, refresh_token, account_ids}], sharing client_id "
+            "and client_secret (and refresh_token, where an entry has none).",
         ),
         th.Property(
             "account_ids",
@@ -162,7 +199,9 @@ CONFIG_PROPERTY = th.Property(
             th.StringType,
             default="auto",
             allowed_values=list(DATE_FORMATS),
-            description="Date format of the statement request (see Known API quirks).",
+            description="Form of the statement request: YYYYMMDD (the guide's: application/json), "
+            "YYYY-MM-DD (the OpenAPI model's media type), or auto: the form that worked last "
+            "(kept in state), switching when the API refuses the form (see Known API quirks).",
         ),
         th.Property(
             "invoices_lookback_days",
@@ -215,16 +254,26 @@ class AmazonAdsSettings:
     invoice_documents: bool
     api_url: str
     token_url: str
+    # Where the region's settings are, for messages: "amazon_ads" (the single-region
+    # form) or "amazon_ads.regions[1]".
+    setting: str = PREFIX
+    # False for the single-region form: its state stays where it always was.
+    one_of_regions: bool = False
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> AmazonAdsSettings:
-        region = section.get("region") or "NA"
+        """The settings of the first (in the single-region form, the only) region."""
+        return regions_from_section(section)[0]
+
+    @classmethod
+    def _region(cls, section: Mapping[str, Any], entry: Mapping[str, Any]) -> AmazonAdsSettings:
+        region = entry.get("region") or "NA"
         return cls(
             client_id=section["client_id"],
             client_secret=section["client_secret"],
-            refresh_token=section["refresh_token"],
+            refresh_token=entry.get("refresh_token") or section["refresh_token"],
             region=region,
-            account_ids=tuple(section.get("account_ids") or ()),
+            account_ids=tuple(entry.get("account_ids") or ()),
             locale=section.get("locale") or "en_US",
             column_map=dict(section.get("column_map") or {}),
             country_codes=tuple(section.get("country_codes") or ()),
@@ -241,20 +290,33 @@ class AmazonAdsSettings:
                 section.get("invoices_lookback_days", DEFAULT_INVOICES_LOOKBACK_DAYS)
             ),
             invoice_documents=bool(section.get("invoice_documents", True)),
-            api_url=section.get("api_url") or API_URLS[region],
-            token_url=section.get("token_url") or LWA_TOKEN_URLS[region],
+            api_url=entry.get("api_url") or API_URLS[region],
+            token_url=entry.get("token_url") or LWA_TOKEN_URLS[region],
         )
 
 
+def regions_from_section(section: Mapping[str, Any]) -> list[AmazonAdsSettings]:
+    """One settings object per regional host; the single-region form is one region."""
+    entries = section.get("regions")
+    if not entries:
+        return [AmazonAdsSettings._region(section, section)]
+    return [
+        dataclasses.replace(
+            AmazonAdsSettings._region(section, entry),
+            setting=f"{PREFIX}.regions[{index}]",
+            one_of_regions=True,
+        )
+        for index, entry in enumerate(entries)
+    ]
+
+
 def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    require(section, PREFIX, "client_id", "client_secret", "refresh_token")
-    check_choice(PREFIX, "region", section.get("region", "NA"), API_URLS)
-    for account_id in section.get("account_ids") or []:
-        if not GLOBAL_ACCOUNT_ID.match(str(account_id)):
-            raise ConfigError(
-                f"{PREFIX}.account_ids",
-                f"{account_id!r} is not a global account id (amzn1.ads-account.g.…)",
-            )
+    require(section, PREFIX, "client_id", "client_secret")
+    if section.get("regions") is None:
+        require(section, PREFIX, "refresh_token")
+        _check_region(section, PREFIX)
+    else:
+        _check_regions(section)
     check_choice(PREFIX, "locale", section.get("locale") or "en_US", SUPPORTED_LOCALES)
     for header, field in (section.get("column_map") or {}).items():
         if field not in TYPED_FIELDS:
@@ -276,7 +338,40 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     check_choice(
         PREFIX, "statement_date_format", section.get("statement_date_format", "auto"), DATE_FORMATS
     )
+
+
+def _check_region(entry: Mapping[str, Any], name: str) -> None:
+    """A region's keys: at the top of the section (single-region form) or in `regions`."""
+    check_choice(name, "region", entry.get("region", "NA"), API_URLS)
+    for account_id in entry.get("account_ids") or []:
+        if not GLOBAL_ACCOUNT_ID.match(str(account_id)):
+            raise ConfigError(
+                f"{name}.account_ids",
+                f"{account_id!r} is not a global account id (amzn1.ads-account.g.…)",
+            )
     for key in ("api_url", "token_url"):
-        value = section.get(key)
+        value = entry.get(key)
         if value and not str(value).startswith(("http://", "https://")):
-            raise ConfigError(f"{PREFIX}.{key}", f"expected an http(s) URL, got {value!r}")
+            raise ConfigError(f"{name}.{key}", f"expected an http(s) URL, got {value!r}")
+
+
+def _check_regions(section: Mapping[str, Any]) -> None:
+    entries = section["regions"]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{PREFIX}.regions", "expected a list of regions {region, refresh_token}")
+    for key in REGION_KEYS:
+        if section.get(key) is not None:
+            raise ConfigError(f"{PREFIX}.{key}", "set it in each of amazon_ads.regions instead")
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        name = f"{PREFIX}.regions[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(name, "expected an object {region, refresh_token, account_ids}")
+        require(entry, name, "region")
+        _check_region(entry, name)
+        if not entry.get("refresh_token"):
+            require(section, PREFIX, "refresh_token")  # the shared one, then
+        if entry["region"] in seen:
+            # Their state and failures are kept per region.
+            raise ConfigError(f"{name}.region", f"{entry['region']} is already a region above")
+        seen.add(entry["region"])

@@ -25,6 +25,11 @@ CREDIT_DOC_TYPES = ("CREDIT_MEMO", "GIS_CREDIT_MEMO")
 
 SCHEMA = th.PropertiesList(
     th.Property("account_id", th.StringType, required=True, description="Global account id."),
+    th.Property(
+        "region",
+        th.StringType,
+        description="The API host the summary was read on: NA, EU or FE.",
+    ),
     th.Property("invoice_id", th.StringType, required=True, description="Billing document number."),
     th.Property(
         "document_kind",

@@ -9,6 +9,7 @@ State (written after every account, so a killed run resumes from the next one):
     {"accounts": {"<global account id>": {"issued_through": "2026-11-15"}},
      "documents": {"<account>/<invoice id>": {sha256, size, page_count, uri,
                                               doc_type, issued}}}
+(with `amazon_ads.regions`, in one partition per region)
 `issued_through` moves only when every document of the account was fetched or
 reported unavailable by the API. `documents` lets a look-back re-read reuse a PDF
 already stored instead of downloading it again; entries older than the
@@ -31,8 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_ad_invoices.amazon_ads.client import AmazonAdsClient
-from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
 from tap_ad_invoices.amazon_ads.invoice_client import InvoiceSummariesClient, is_presigned
 from tap_ad_invoices.amazon_ads.invoice_conversion import (
     DOC_TYPES,
@@ -44,6 +43,7 @@ from tap_ad_invoices.amazon_ads.invoice_conversion import (
     summary_record,
     to_invoice,
 )
+from tap_ad_invoices.amazon_ads.regions import Region, RegionalStream, region_label
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import (
     DocumentSettings,
@@ -54,7 +54,7 @@ from tap_ad_invoices.documents import (
 )
 from tap_ad_invoices.errors import ApiError
 from tap_ad_invoices.invoices import FeedsInvoices
-from tap_ad_invoices.settings import retry_policy, sync_range
+from tap_ad_invoices.settings import sync_range
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -80,7 +80,7 @@ class DocumentOutcome:
     reused: bool = False
 
 
-class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream):
+class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream):
     name = STREAM
     primary_keys = ("account_id", "invoice_id")
     # Declared incremental (the real bookmarks are `accounts` above), so a target never
@@ -94,10 +94,8 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream):
     # Records are typed by construction (str, date, Decimal, int, the API's own dict).
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    def __init__(self, tap: TapAdInvoices, settings: AmazonAdsSettings) -> None:
-        super().__init__(tap)
-        self.settings = settings
-        self._failures = tap.failures
+    def __init__(self, tap: TapAdInvoices, regions: list[Region]) -> None:
+        super().__init__(tap, regions)
         self.documents = DocumentSettings.from_config(tap.config)
         self._store = DocumentStore(self.documents)
         self._known: dict[str, Any] = {}  # state's documents at the start, read by workers
@@ -107,25 +105,24 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream):
         return [to_invoice(record)]
 
     # -- sync -----------------------------------------------------------------------
-    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+    def region_records(
+        self, region: Region, context: Mapping[str, Any] | None
+    ) -> Iterable[dict[str, Any]]:
         if not self.selected:
             return  # run only as the parent of `invoices`, which the statements feed then
-        client = InvoiceSummariesClient(
-            AmazonAdsClient(self.settings, retry=retry_policy(self.config))
-        )
-        account_ids = list(self.settings.account_ids)
-        if not account_ids:
-            with self._failures.unit(STREAM, "account discovery", self.logger) as discovery:
-                account_ids = client.ads.list_account_ids()
-            if discovery.failed:
-                return
-        documents: dict[str, Any] = self.stream_state.setdefault("documents", {})
-        self._known = dict(documents)
+        client = InvoiceSummariesClient(region.client)
+        account_ids = region.account_ids(self._failures, STREAM, self.logger)
+        if account_ids is None:
+            return
+        state = self.region_state(context)
+        documents: dict[str, Any] = state.setdefault("documents", {})
+        # PDFs stored under the single-region form are reused after a move to `regions`.
+        self._known = {**(self.stream_state.get("documents") or {}), **documents}
         workers = int(self.config.get("max_workers") or 4)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amazon-ads-documents")
         try:
             for account_id in account_ids:
-                yield from self._sync_account(client, pool, account_id, documents)
+                yield from self._sync_account(region, client, pool, state, account_id, documents)
                 self.checkpoint()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -134,7 +131,7 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream):
                 "Amazon Ads: %d PDF(s) already stored by an earlier run, not downloaded again",
                 self.reused_pdfs,
             )
-        self._forget_documents_before_the_lookback(documents)
+        self._forget_documents_before_the_lookback(state, documents)
         self.checkpoint()
 
     def _range(self, account_state: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
@@ -147,18 +144,19 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream):
 
     def _sync_account(
         self,
+        region: Region,
         client: InvoiceSummariesClient,
         pool: ThreadPoolExecutor,
+        region_state: dict[str, Any],
         account_id: str,
         documents: dict[str, Any],
     ) -> Iterator[dict[str, Any]]:
-        accounts = self.stream_state.setdefault("accounts", {})
-        state = accounts.setdefault(account_id, {"issued_through": None})
+        state = self.account_state(region_state, account_id, {"issued_through": None})
         first, last = self._range(state)
-        item = f"{account_id} {first}..{last}"
+        item = f"{region_label(region.settings)}{account_id} {first}..{last}"
         with self._failures.unit(STREAM, item, self.logger) as listing:
             by_id = {
-                record["invoice_id"]: record
+                record["invoice_id"]: {**record, "region": region.settings.region}
                 for record in (
                     summary_record(account_id, s)
                     for s in client.invoice_summaries(account_id, first, last)
@@ -274,13 +272,15 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream):
             raise ApiError(f"{what}: the link expired and no new one was given")
         return client.download(account_id, fresh.storage_path, max_bytes=self.max_bytes, what=what)
 
-    def _forget_documents_before_the_lookback(self, documents: dict[str, Any]) -> None:
+    def _forget_documents_before_the_lookback(
+        self, region_state: dict[str, Any], documents: dict[str, Any]
+    ) -> None:
         """State keeps only the PDFs the next run of their account can re-read.
 
         An account whose bookmark did not move re-reads from start_date: all of its stay.
         """
         oldest: dict[str, str] = {}
-        for account_id, state in self.stream_state.get("accounts", {}).items():
+        for account_id, state in region_state.get("accounts", {}).items():
             if state.get("issued_through"):
                 bookmark = dt.date.fromisoformat(state["issued_through"])
                 lookback = dt.timedelta(days=self.settings.invoices_lookback_days)

@@ -3,8 +3,10 @@
 State (custom keys, written after every statement so a killed run loses nothing):
     {"accounts": {"<global account id>": {
         "synced_through": "2026-11-21",     # every window up to here was emitted
-        "pending": [{"start": ..., "end": ..., "billing_statement_id": ...}]}}}
-A pending statement is polled again by the next run, never re-created.
+        "pending": [{"start": ..., "end": ..., "billing_statement_id": ...}]}},
+     "request_form": "model"}               # the statement request form the API accepted
+A pending statement is polled again by the next run, never re-created. With
+`amazon_ads.regions` the same keys live in one partition per region (`regions`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tap_ad_invoices.amazon_ads.client import AmazonAdsClient, StatementRequest
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
 from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record, to_invoice
 from tap_ad_invoices.amazon_ads.invoice_streams import summaries_selected
+from tap_ad_invoices.amazon_ads.regions import Region, RegionalStream, region_label
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.csvstream import iter_csv_rows
 from tap_ad_invoices.errors import ApiError
@@ -35,7 +38,7 @@ from tap_ad_invoices.invoices import FeedsInvoices
 from tap_ad_invoices.jobs import AsyncJobRunner, Job, JobLost, JobStatus, JobUpdate
 from tap_ad_invoices.keycount import OccurrenceCounter
 from tap_ad_invoices.redaction import redact
-from tap_ad_invoices.settings import retry_policy, sync_range
+from tap_ad_invoices.settings import sync_range
 from tap_ad_invoices.windows import Window, contiguous_end, plan_windows
 
 if TYPE_CHECKING:
@@ -58,6 +61,11 @@ SCHEMA = th.PropertiesList(
         th.StringType,
         required=True,
         description="Global account id (amzn1.ads-account.g.…).",
+    ),
+    th.Property(
+        "region",
+        th.StringType,
+        description="The API host the statement was requested on: NA, EU or FE.",
     ),
     th.Property(
         "invoice_key",
@@ -146,7 +154,7 @@ def skip_lookback_sliver(start: dt.date, end: dt.date, bookmark: dt.date, window
     return trimmed if trimmed <= bookmark + dt.timedelta(days=1) else start
 
 
-class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
+class BillingStatementsStream(FeedsInvoices, CheckpointingStream, RegionalStream):
     name = STREAM
     primary_keys = ("account_id", "invoice_key")
     # Incremental, and declared so: the catalog says INCREMENTAL, so a target never treats
@@ -160,10 +168,8 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
     # per-value conformance pass is pure cost: a quarter of the emission time measured.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    def __init__(self, tap: TapAdInvoices, settings: AmazonAdsSettings) -> None:
-        super().__init__(tap)
-        self.settings = settings
-        self._failures = tap.failures
+    def __init__(self, tap: TapAdInvoices, regions: list[Region]) -> None:
+        super().__init__(tap, regions)
         self._described: set[tuple[str, tuple[str, ...]]] = set()  # (account, header) logged
 
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
@@ -176,61 +182,70 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
         return summaries_selected(self._tap)
 
     # -- state ----------------------------------------------------------------------
-    def _account_state(self, account_id: str) -> dict[str, Any]:
-        accounts = self.stream_state.setdefault("accounts", {})
-        return accounts.setdefault(account_id, {"synced_through": None, "pending": []})
+    def _account_state(self, state: dict[str, Any], account_id: str) -> dict[str, Any]:
+        return self.account_state(state, account_id, {"synced_through": None, "pending": []})
 
-    def _remember_pending(self, job: Job[StatementRequest]) -> None:
+    def _remember_pending(
+        self, state: dict[str, Any], client: AmazonAdsClient, job: Job[StatementRequest]
+    ) -> None:
         request = job.spec
-        self._account_state(request.account_id)["pending"].append(
+        self._account_state(state, request.account_id)["pending"].append(
             {
                 "start": request.start.isoformat(),
                 "end": request.end.isoformat(),
                 "billing_statement_id": job.job_id,
             }
         )
+        # The form the API just accepted: later runs start with it and pay no refusal.
+        state["request_form"] = client.form.name
         self.checkpoint()
 
-    def _forget_pending(self, request: StatementRequest) -> None:
-        state = self._account_state(request.account_id)
-        state["pending"] = [
+    def _forget_pending(self, state: dict[str, Any], request: StatementRequest) -> None:
+        account = self._account_state(state, request.account_id)
+        account["pending"] = [
             p
-            for p in state["pending"]
+            for p in account["pending"]
             if (p["start"], p["end"]) != (request.start.isoformat(), request.end.isoformat())
         ]
 
     # -- planning -------------------------------------------------------------------
     def _plan(
-        self, account_id: str, start: dt.date, end: dt.date
+        self, state: dict[str, Any], account_id: str, start: dt.date, end: dt.date
     ) -> list[tuple[Window, str | None]]:
-        state = self._account_state(account_id)
-        if state.get("synced_through"):
-            bookmark = dt.date.fromisoformat(state["synced_through"])
+        account = self._account_state(state, account_id)
+        if account.get("synced_through"):
+            bookmark = dt.date.fromisoformat(account["synced_through"])
             start = rereads_from(start, end, bookmark, self.settings)
         pending = {
             Window(dt.date.fromisoformat(p["start"]), dt.date.fromisoformat(p["end"])): p[
                 "billing_statement_id"
             ]
-            for p in state["pending"]
+            for p in account["pending"]
         }
         windows = plan_windows(start, end, self.settings.window_days, pending)
         return [(window, pending.get(window)) for window in windows]
 
     # -- sync -----------------------------------------------------------------------
-    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+    def region_records(
+        self, region: Region, context: Mapping[str, Any] | None
+    ) -> Iterable[dict[str, Any]]:
         if not self.selected and self._summaries_feed_invoices:
             return  # run only for `invoices`, which amazon_ads_invoices feeds instead
-        client = AmazonAdsClient(self.settings, retry=retry_policy(self.config))
+        client = region.client
+        state = self.region_state(context)
+        client.start_with(state.get("request_form"))
         start_at, end_at = sync_range(self.config)
-        account_ids: list[str] = list(self.settings.account_ids)
-        if not account_ids:
-            with self._failures.unit(STREAM, "account discovery", self.logger) as discovery:
-                account_ids = client.list_account_ids()
-            if discovery.failed:
-                return
-        self.logger.info("Amazon Ads: %d account(s): %s", len(account_ids), ", ".join(account_ids))
+        account_ids = region.account_ids(self._failures, STREAM, self.logger)
+        if account_ids is None:
+            return
+        self.logger.info(
+            "Amazon Ads: %s%d account(s): %s",
+            region_label(region.settings),
+            len(account_ids),
+            ", ".join(account_ids),
+        )
 
-        plans = {a: self._plan(a, start_at.date(), end_at.date()) for a in account_ids}
+        plans = {a: self._plan(state, a, start_at.date(), end_at.date()) for a in account_ids}
         done: dict[str, set[Window]] = {a: set() for a in account_ids}
         specs = [
             (StatementRequest(a, w.start, w.end), statement_id)
@@ -244,7 +259,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
             poll_interval=self.settings.poll_interval_seconds,
             max_outstanding=self.settings.max_statements_in_flight,
             deadline=time.monotonic() + self.settings.max_wait_seconds,
-            on_started=self._remember_pending,
+            on_started=lambda job: self._remember_pending(state, client, job),
             on_waiting=WaitingReport(self.logger, self.settings.progress_interval_seconds),
         )
         still_running: list[StatementRequest] = []
@@ -255,19 +270,20 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
             if job.update.status is JobStatus.DONE:
                 item = f"{request.account_id} {request.start}..{request.end}"
                 with self._failures.unit(STREAM, item, self.logger) as statement:
-                    yield from self._emit_statement(client, job)
+                    yield from self._emit_statement(region, job)
                 if not statement.failed:  # a failed statement's window is read again next run
                     done[request.account_id].add(window)
-                    self._forget_pending(request)
+                    self._forget_pending(state, request)
             elif job.update.status is JobStatus.PENDING:
                 (still_running if job.job_id is not None else not_started).append(request)
             else:
-                self._forget_pending(request)  # a FAILED statement is requested anew next run
+                self._forget_pending(state, request)  # FAILED: requested anew next run
                 self._fail(
                     request,
                     f"statement {job.update.status.value}: {job.update.detail or 'no details'}",
                 )
             self._advance_bookmark(
+                state,
                 request.account_id,
                 [w for w, _ in plans[request.account_id]],
                 done[request.account_id],
@@ -303,23 +319,26 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
             self.logger,
         )
 
-    def _advance_bookmark(self, account_id: str, windows: list[Window], done: set[Window]) -> None:
+    def _advance_bookmark(
+        self, state: dict[str, Any], account_id: str, windows: list[Window], done: set[Window]
+    ) -> None:
         end = contiguous_end(windows, done)
-        state = self._account_state(account_id)
-        current = state.get("synced_through")
+        account = self._account_state(state, account_id)
+        current = account.get("synced_through")
         if end is not None and (current is None or end.isoformat() > current):
-            state["synced_through"] = end.isoformat()
+            account["synced_through"] = end.isoformat()
 
     def _emit_statement(
-        self, client: AmazonAdsClient, job: Job[StatementRequest]
+        self, region: Region, job: Job[StatementRequest]
     ) -> Iterator[dict[str, Any]]:
+        client = region.client
         request, statement_id = job.spec, job.job_id
         assert statement_id is not None
         link = job.update.result
         emitted = 0  # rows yielded by earlier attempts: the same statement, row for row
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
-                for record in self._statement_records(client, request, statement_id, link):
+                for record in self._statement_records(region, request, statement_id, link):
                     if record["row_number"] > emitted:
                         emitted = record.pop("row_number")
                         yield record
@@ -345,11 +364,11 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
                 link = update.result
 
     def _statement_records(
-        self, client: AmazonAdsClient, request: StatementRequest, statement_id: str, link: str
+        self, region: Region, request: StatementRequest, statement_id: str, link: str
     ) -> Iterator[dict[str, Any]]:
         """Every row of one statement download as a record, with its `row_number`."""
         with (
-            client.open_download(link, str(request)) as raw,
+            region.client.open_download(link, str(request)) as raw,
             OccurrenceCounter() as occurrences,
         ):
             columns: StatementColumns | None = None
@@ -369,6 +388,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream):
                     row_number=row.number,
                 )
                 record["billing_statement_id"] = statement_id
+                record["region"] = region.settings.region
                 record["row_number"] = row.number
                 # One invoice on several rows keeps every row: the n-th repeat gets "#n".
                 repeat = occurrences.add(record["invoice_key"])

@@ -6,6 +6,18 @@ global accounts in several countries and currencies, monthly invoices from
 January 2025 to October 2026, paid and unpaid, credit notes with negative
 amounts, purchase orders holding commas, non-ASCII names. The CSV column names
 are invented: Amazon does not publish them, and the tap must not depend on them.
+/adsAccounts/list also lists accounts that are not CREATED (no statements), and
+answers errors in its own shape, {errors: [{errorCode, errorId, errorMessage}]}.
+
+Statement requests come in two forms (the guide's application/json with
+YYYYMMDD, the model's media type with YYYY-MM-DD); `ads_statement_request_form`
+says which one the API accepts ("any", "guide", "model"), the other is answered
+415 (media type) or 400 (dates); `ads_invalid_accounts` are answered an unrelated 400.
+
+Two regional hosts: NA at the root (`tap_config`), EU under `/ads-eu` with its own
+Login with Amazon (`/ads-eu/auth/o2/token`), refresh token and accounts
+(`tap_config_regions`). Access tokens name the region they were minted for, and a
+host refuses another region's token.
 """
 
 from __future__ import annotations
@@ -61,6 +73,25 @@ ACCOUNTS = [
     ("amzn1.ads-account.g.emu2eu000002", "Müller Gartenbedarf GmbH", ["DE", "FR", "UK"]),
     ("amzn1.ads-account.g.emu3fe000003", "株式会社さくら商事", ["JP", "AU"]),
 ]
+# Listed by /adsAccounts/list after the CREATED ones; they have no billing statements.
+INACTIVE_ACCOUNTS = [
+    ("amzn1.ads-account.g.emu8na000008", "Acme Closed Store", ["US"], "DISABLED"),
+    ("amzn1.ads-account.g.emu9na000009", "Acme New Brand", ["CA"], "PARTIALLY_CREATED"),
+]
+# The EU host's own accounts (a business authorised per region): other ids, other data.
+EU_ACCOUNTS = [
+    ("amzn1.ads-account.g.emu4eu000004", "Jardins Dupont SARL", ["FR", "DE"]),
+]
+REFRESH_TOKEN_EU = "Atzr|emulator-ads-eu-refresh-token-5e07"
+# Path prefix of each regional host (at Amazon, advertising-api[-eu].amazon.com).
+HOST_PREFIX = {"NA": "", "EU": "/ads-eu"}
+EU_TOKEN_PATH = "/ads-eu/auth/o2/token"
+# Access tokens are minted per client id; the EU region's carry this one, so a host
+# can tell a token of another region (hosts differ at Amazon, not here).
+TOKEN_CLIENT = {"NA": CLIENT_ID, "EU": f"{CLIENT_ID}#EU"}
+HOST = "(?P<host>/ads-eu)?"  # route prefix: the NA host, or the EU one
+MODEL_MEDIA_TYPE = "application/vnd.createbillingstatementsrequest.v1+json"
+ACCOUNTS_MEDIA_TYPE = "application/vnd.listaccountsresource.v1+json"
 FIRST_MONTH = dt.date(2025, 1, 1)
 LAST_MONTH = dt.date(2026, 10, 1)
 # Invoices issued on or after this date are still open in the emulator's world.
@@ -129,10 +160,10 @@ def _month_end(month: dt.date) -> dt.date:
     return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
-def build_invoices() -> list[AdsInvoice]:
+def build_invoices(accounts: list[tuple[str, str, list[str]]] = ACCOUNTS) -> list[AdsInvoice]:
     invoices: list[AdsInvoice] = []
     for (account_id, name, countries), (index, month) in itertools.product(
-        ACCOUNTS, enumerate(_months())
+        accounts, enumerate(_months())
     ):
         for country in countries:
             seed = _digits(account_id, country, month)
@@ -316,20 +347,47 @@ def bench_account_ids(count: int) -> list[str]:
     return [f"amzn1.ads-account.g.bench{n:06d}" for n in range(count)]
 
 
+# Statement request forms: (media types taken, date format) of the guide's and the model's.
+REQUEST_FORMS = {
+    "guide": ({"application/json", MODEL_MEDIA_TYPE}, "YYYYMMDD"),
+    "model": ({MODEL_MEDIA_TYPE}, "YYYY-MM-DD"),
+}
+DATE_FORMATS = {"YYYYMMDD": "%Y%m%d", "YYYY-MM-DD": "%Y-%m-%d"}
+
+
 def parse_request_date(text: str, accepted: list[str]) -> dt.date | None:
-    formats = {"YYYYMMDD": "%Y%m%d", "YYYY-MM-DD": "%Y-%m-%d"}
     for name in accepted:
         try:
-            return dt.datetime.strptime(text, formats[name]).date()
+            return dt.datetime.strptime(text, DATE_FORMATS[name]).date()
         except (ValueError, TypeError):
             continue
     return None
 
 
+def region_of(request: Request) -> str:
+    """Which regional host a request reached, from its path prefix."""
+    prefix = request.match["host"] if request.match is not None else None
+    return next((r for r, p in HOST_PREFIX.items() if p and p == prefix), "NA")
+
+
+def accounts_error(status: int, code: str, message: str) -> Response:
+    """/adsAccounts/list's error shape (the accounts API, not the billing one)."""
+    error_id = hashlib.sha256(f"{code}{message}".encode()).hexdigest()[:8]
+    return json_response(
+        status,
+        {"errors": [{"errorCode": code, "errorId": f"emu-{error_id}", "errorMessage": message}]},
+    )
+
+
 class AmazonAdsEmulator:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
-        self.invoices = build_invoices()
+        self.invoices = build_invoices()  # the NA host's
+        # Per regional host: its accounts and their invoices.
+        self.regions: dict[str, tuple[list[tuple[str, str, list[str]]], list[AdsInvoice]]] = {
+            "NA": (ACCOUNTS, self.invoices),
+            "EU": (EU_ACCOUNTS, build_invoices(EU_ACCOUNTS)),
+        }
         self.statements: dict[str, dict[str, Any]] = {}
         self.sequence = itertools.count(1)
         self.create_requests: list[dict[str, Any]] = []
@@ -350,6 +408,45 @@ class AmazonAdsEmulator:
                 "poll_interval_seconds": 0.2,
             }
         }
+
+    def tap_config_regions(self) -> dict[str, Any]:
+        """The `regions` form: the NA and the EU host of one app, a refresh token each."""
+        base = self.emulator.base_url
+        return {
+            "amazon_ads": {
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "regions": [
+                    {
+                        "region": "NA",
+                        "refresh_token": REFRESH_TOKEN,
+                        "api_url": base,
+                        "token_url": f"{base}/auth/o2/token",
+                    },
+                    {
+                        "region": "EU",
+                        "refresh_token": REFRESH_TOKEN_EU,
+                        "api_url": f"{base}{HOST_PREFIX['EU']}",
+                        "token_url": f"{base}{EU_TOKEN_PATH}",
+                    },
+                ],
+                "poll_interval_seconds": 0.2,
+            }
+        }
+
+    def region_invoices(self, region: str) -> list[AdsInvoice]:
+        return self.regions[region][1]
+
+    def find(self, account_id: str, number: str) -> AdsInvoice | None:
+        return next(
+            (
+                i
+                for _, invoices in self.regions.values()
+                for i in invoices
+                if i.account_id == account_id and i.invoice_number == number
+            ),
+            None,
+        )
 
     # ground truth for tests, and changes between runs
     def truth(self) -> list[dict[str, Any]]:
@@ -390,19 +487,28 @@ class AmazonAdsEmulator:
         raise ValueError(f"unknown change {change!r}")
 
     def _unauthorized(self, request: Request) -> Response | None:
+        reason = self.refusal(request)
+        return (
+            None
+            if reason is None
+            else json_response(401, {"code": "UNAUTHORIZED", "details": reason})
+        )
+
+    def refusal(self, request: Request) -> str | None:
+        """Why the call's credentials are refused on this host, or None."""
         client = self.emulator.token_client(request.headers.get("authorization"))
         if client is None:
-            return json_response(401, {"code": "UNAUTHORIZED", "details": "Not authorized"})
-        if request.headers.get("amazon-advertising-api-clientid") != client:
-            return json_response(
-                401, {"code": "UNAUTHORIZED", "details": "Invalid Amazon-Advertising-API-ClientId"}
-            )
+            return "Not authorized"
+        if client != TOKEN_CLIENT[region_of(request)]:
+            return "Not authorized: token of another region"
+        if request.headers.get("amazon-advertising-api-clientid") != CLIENT_ID:
+            return "Invalid Amazon-Advertising-API-ClientId"
         return None
 
     def statement_rows(self, statement: dict[str, Any]) -> list[AdsInvoice]:
         return [
             inv
-            for inv in self.invoices
+            for inv in self.region_invoices(statement["region"])
             if inv.account_id == statement["account_id"]
             and statement["start"] <= inv.invoice_date <= statement["end"]
             and (not statement["countries"] or inv.country_code in statement["countries"])
@@ -416,7 +522,12 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
     # Real statements take minutes to generate; benchmarks set this to measure waiting.
     emulator.knobs.setdefault("ads_generation_seconds", 0)
     emulator.knobs.setdefault("ads_failed_accounts", [])
-    emulator.knobs.setdefault("ads_accepted_date_formats", ["YYYYMMDD", "YYYY-MM-DD"])
+    # Which statement request form the API takes: "any", "guide" or "model" (docstring).
+    emulator.knobs.setdefault("ads_statement_request_form", "any")
+    emulator.knobs.setdefault("ads_invalid_accounts", [])  # create: an unrelated 400
+    emulator.knobs.setdefault("ads_list_inactive_accounts", True)
+    # /adsAccounts/list answers this error: {"status", "errorCode", "errorMessage"}.
+    emulator.knobs.setdefault("ads_accounts_error", None)
     emulator.knobs.setdefault("ads_create_response_key", "billingStatementId")
     emulator.knobs.setdefault("ads_link_ttl_seconds", 10799)
     emulator.knobs.setdefault("ads_gzip_accounts", [ACCOUNTS[1][0]])
@@ -428,52 +539,121 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
     if emulator.knobs["ads_synthetic_rows"]:  # rendered now, not while a tap waits for it
         synthetic_statement(ads.invoices, int(emulator.knobs["ads_synthetic_rows"]))
     # Benchmarks ask for statements of many accounts: extra ones exist, with no invoices.
-    known_accounts = {a[0] for a in ACCOUNTS} | set(
-        bench_account_ids(int(emulator.knobs.get("ads_extra_accounts") or 0))
-    )
+    # Benchmarks ask for statements of many accounts: extra ones exist (NA), with no invoices.
+    known_accounts = {
+        "NA": {a[0] for a in ACCOUNTS}
+        | set(bench_account_ids(int(emulator.knobs.get("ads_extra_accounts") or 0))),
+        "EU": {a[0] for a in EU_ACCOUNTS},
+    }
     install_invoice_routes(emulator, ads)
 
-    @emulator.route("POST", "/adsAccounts/list", "ads.accounts.list")
+    @emulator.route("POST", EU_TOKEN_PATH, "ads.lwa.eu")
+    def eu_token(request: Request) -> Response:
+        """Login with Amazon for the EU host (api.amazon.co.uk): the EU refresh token only."""
+        form = request.form()
+        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+            return json_response(401, {"error": "invalid_client"})
+        if form.get("refresh_token") != REFRESH_TOKEN_EU:
+            return json_response(
+                400,
+                {"error": "invalid_grant", "error_description": "The request has an invalid grant"},
+            )
+        access_token, ttl = emulator.mint_token(TOKEN_CLIENT["EU"], "Atza|")
+        return json_response(
+            200, {"access_token": access_token, "token_type": "bearer", "expires_in": ttl}
+        )
+
+    @emulator.route("POST", f"{HOST}/adsAccounts/list", "ads.accounts.list")
     def list_accounts(request: Request) -> Response:
-        if (denied := ads._unauthorized(request)) is not None:
-            return denied
+        if (reason := ads.refusal(request)) is not None:
+            return accounts_error(401, "UNAUTHORIZED", reason)
+        if (error := emulator.knobs["ads_accounts_error"]) is not None:
+            return accounts_error(int(error["status"]), error["errorCode"], error["errorMessage"])
+        if request.headers.get("content-type") != ACCOUNTS_MEDIA_TYPE:
+            return accounts_error(
+                415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be {ACCOUNTS_MEDIA_TYPE}"
+            )
         body = request.json()
+        if not 1 <= int(body.get("maxResults", 100)) <= 100:
+            return accounts_error(400, "INVALID_ARGUMENT", "maxResults must be between 1 and 100")
+        region = region_of(request)
+        listed: list[tuple[str, str, list[str], str]] = [
+            (*a, "CREATED") for a in ads.regions[region][0]
+        ]
+        if region == "NA" and emulator.knobs["ads_list_inactive_accounts"]:
+            listed += INACTIVE_ACCOUNTS
         page_size = min(int(body.get("maxResults", 100)), 2)  # small pages exercise paging
         start = int(body.get("nextToken") or 0)
-        page = ACCOUNTS[start : start + page_size]
+        page = listed[start : start + page_size]
         result: dict[str, Any] = {
             "adsAccounts": [
                 {
                     "adsAccountId": a[0],
                     "accountName": a[1],
                     "countryCodes": a[2],
-                    "status": "CREATED",
+                    "status": a[3],
                 }
                 for a in page
             ]
         }
-        if start + page_size < len(ACCOUNTS):
+        if start + page_size < len(listed):
             result["nextToken"] = str(start + page_size)
         return json_response(200, result)
 
-    @emulator.route("POST", "/billingStatements", "ads.statements.create")
+    def refused_form(request: Request, body: dict[str, Any]) -> Response | None:
+        """The answer to a request in a form this API does not take, as a real API words it."""
+        form = emulator.knobs["ads_statement_request_form"]
+        forms = list(REQUEST_FORMS.values()) if form == "any" else [REQUEST_FORMS[form]]
+        media_type = (request.headers.get("content-type") or "").split(";")[0].strip()
+        if not any(media_type in types for types, _ in forms):
+            return json_response(
+                415,
+                {
+                    "code": "UNSUPPORTED_MEDIA_TYPE",
+                    "details": f"Content type '{media_type}' is not supported; "
+                    f"expected {MODEL_MEDIA_TYPE}",
+                },
+            )
+        dates = [date for types, date in forms if media_type in types]
+        for key in ("startDate", "endDate"):
+            if parse_request_date(str(body.get(key)), dates) is None:
+                return json_response(
+                    400,
+                    {
+                        "code": "INVALID_ARGUMENT",
+                        "details": f"Invalid {key} '{body.get(key)}': "
+                        f"expected {' or '.join(dates)}",
+                    },
+                )
+        return None
+
+    @emulator.route("POST", f"{HOST}/billingStatements", "ads.statements.create")
     def create(request: Request) -> Response:
         if (denied := ads._unauthorized(request)) is not None:
             return denied
+        region = region_of(request)
         account_id = request.headers.get("amazon-ads-accountid")
-        if account_id not in known_accounts:
+        if account_id not in known_accounts[region]:
             return json_response(404, {"code": "404", "details": "Account does not exist"})
         body = request.json()
         ads.create_requests.append(body)
-        accepted = emulator.knobs["ads_accepted_date_formats"]
-        start = parse_request_date(str(body.get("startDate")), accepted)
-        end = parse_request_date(str(body.get("endDate")), accepted)
-        if start is None or end is None or not body.get("locale"):
+        if account_id in emulator.knobs["ads_invalid_accounts"]:
             return json_response(
-                400, {"code": "400", "details": "Invalid date format for startDate or endDate"}
+                400,
+                {
+                    "code": "INVALID_ARGUMENT",
+                    "details": "Amazon-Ads-AccountId is not eligible for billing statements",
+                },
             )
+        if (refused := refused_form(request, body)) is not None:
+            return refused
+        if not body.get("locale"):
+            return json_response(400, {"code": "INVALID_ARGUMENT", "details": "locale is required"})
+        start = parse_request_date(str(body["startDate"]), list(DATE_FORMATS))
+        end = parse_request_date(str(body["endDate"]), list(DATE_FORMATS))
+        assert start is not None and end is not None
         n = next(ads.sequence)
-        countries = next((a[2] for a in ACCOUNTS if a[0] == account_id), ["US"])
+        countries = next((a[2] for a in [*ACCOUNTS, *EU_ACCOUNTS] if a[0] == account_id), ["US"])
         currency = COUNTRY_CURRENCY[countries[0]]
         raw_id = (
             f"{account_id};GLOBAL_ACCOUNT&CSV;{body['locale']};{currency};"
@@ -481,6 +661,7 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
         )
         statement_id = base64.b64encode(raw_id.encode()).decode()
         ads.statements[statement_id] = {
+            "region": region,
             "account_id": account_id,
             "start": start,
             "end": end,
@@ -494,13 +675,13 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
             202, {emulator.knobs["ads_create_response_key"]: statement_id, "details": "SUCCESS"}
         )
 
-    @emulator.route("GET", "/billingStatements/(?P<id>[^/]+)", "ads.statements.get")
+    @emulator.route("GET", f"{HOST}/billingStatements/(?P<id>[^/]+)", "ads.statements.get")
     def poll(request: Request) -> Response:
         if (denied := ads._unauthorized(request)) is not None:
             return denied
         assert request.match is not None
         statement = ads.statements.get(request.match["id"])
-        if statement is None:
+        if statement is None or statement["region"] != region_of(request):
             return json_response(
                 404, {"code": "404", "details": "Billing statement not found for the given id"}
             )
@@ -652,7 +833,6 @@ def install_invoice_routes(emulator: Emulator, ads: AmazonAdsEmulator) -> None:
     emulator.knobs.setdefault(
         "ads_unavailable_documents", {UNAVAILABLE_DOCUMENT: UNAVAILABLE_REASON}
     )
-    known_accounts = {a[0] for a in ACCOUNTS}
 
     def checked(request: Request, media_type: str | None) -> Response | None:
         """The model's request checks: credentials, the global account header, media types."""
@@ -663,7 +843,7 @@ def install_invoice_routes(emulator: Emulator, ads: AmazonAdsEmulator) -> None:
             return json_response(
                 400, {"code": "400", "details": "Amazon-Ads-AccountId is required"}
             )
-        if account_id not in known_accounts:
+        if account_id not in {a[0] for a in ads.regions[region_of(request)][0]}:
             return json_response(400, {"code": "400", "details": "Unknown advertising account"})
         if media_type and request.headers.get("content-type") != media_type:
             return json_response(415, {"code": "415", "details": "Unsupported media type"})
@@ -671,13 +851,9 @@ def install_invoice_routes(emulator: Emulator, ads: AmazonAdsEmulator) -> None:
             return json_response(406, {"code": "406", "details": "Not acceptable"})
         return None
 
-    def find(account_id: str, number: str) -> AdsInvoice | None:
-        return next(
-            (i for i in ads.invoices if i.account_id == account_id and i.invoice_number == number),
-            None,
-        )
+    find = ads.find
 
-    @emulator.route("POST", "/invoiceSummaries/list", "ads.invoices.list")
+    @emulator.route("POST", f"{HOST}/invoiceSummaries/list", "ads.invoices.list")
     def list_summaries(request: Request) -> Response:
         if (refused := checked(request, SUMMARIES_MEDIA_TYPE)) is not None:
             return refused
@@ -693,7 +869,7 @@ def install_invoice_routes(emulator: Emulator, ads: AmazonAdsEmulator) -> None:
         matching = sorted(
             (
                 i
-                for i in ads.invoices
+                for i in ads.region_invoices(region_of(request))
                 if i.account_id == account_id and first <= i.invoice_date <= last
             ),
             key=lambda i: (i.invoice_date, i.invoice_number),
@@ -709,7 +885,7 @@ def install_invoice_routes(emulator: Emulator, ads: AmazonAdsEmulator) -> None:
             page["nextToken"] = str(offset + size)
         return _decimal_json(200, page)
 
-    @emulator.route("GET", "/billing/documents/(?P<id>[^/]+)", "ads.documents.get")
+    @emulator.route("GET", f"{HOST}/billing/documents/(?P<id>[^/]+)", "ads.documents.get")
     def documents(request: Request) -> Response:
         if (refused := checked(request, None)) is not None:
             return refused
@@ -734,7 +910,7 @@ def install_invoice_routes(emulator: Emulator, ads: AmazonAdsEmulator) -> None:
         if reason:
             answer["unavailableDocuments"].append({**document, "reason": reason})
         else:
-            path = f"/billing/documents/{inv.invoice_number}/file"
+            path = f"{HOST_PREFIX[region_of(request)]}/billing/documents/{inv.invoice_number}/file"
             if emulator.knobs["ads_document_storage"] == "presigned":
                 path = emulator.presign(
                     f"/s3/billing-documents/{account_id}/{inv.invoice_number}.pdf",
@@ -757,7 +933,7 @@ def install_invoice_routes(emulator: Emulator, ads: AmazonAdsEmulator) -> None:
             return Response(404, b"<Error><Code>NoSuchKey</Code></Error>")
         return Response(200, document_pdf(inv), {"Content-Type": "application/pdf"})
 
-    @emulator.route("GET", "/billing/documents/(?P<id>[^/]+)/file", "ads.documents.file")
+    @emulator.route("GET", f"{HOST}/billing/documents/(?P<id>[^/]+)/file", "ads.documents.file")
     def document_file(request: Request) -> Response:
         if (refused := checked(request, None)) is not None:
             return refused

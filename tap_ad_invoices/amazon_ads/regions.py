@@ -1,0 +1,156 @@
+"""Regional hosts: one `Region` per host of the config, and the streams' partitions.
+
+The same design as Amazon Business's stores (`amazon_business.streams.Store`): in
+the `regions` form each region is one state partition (`{"region": "EU"}`) of both
+Amazon Ads streams, with its own login and HTTP client (so its own retries and
+host health), and a refused token or an unreachable host fails that region alone.
+The single-region form has no partitions: its state stays where it always was.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk import Stream
+
+from tap_ad_invoices.amazon_ads.client import AmazonAdsClient
+from tap_ad_invoices.amazon_ads.config import PREFIX, AmazonAdsSettings, regions_from_section
+from tap_ad_invoices.errors import FailureLedger, describe, fails_source
+from tap_ad_invoices.settings import retry_policy
+
+if TYPE_CHECKING:
+    from tap_ad_invoices.tap import TapAdInvoices
+
+
+def region_label(settings: AmazonAdsSettings) -> str:
+    """Prefix of failure items, naming the region when there are several."""
+    return f"region {settings.region}: " if settings.one_of_regions else ""
+
+
+@dataclass
+class Region:
+    """One regional host: its settings, its client, and what its discovery found."""
+
+    settings: AmazonAdsSettings
+    client: AmazonAdsClient
+    down: bool = False  # its credentials or host failed in this run: its streams skip it
+    _discovered: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def context(self) -> dict[str, str]:
+        return {"region": self.settings.region}
+
+    def account_ids(
+        self, failures: FailureLedger, stream: str, logger: logging.Logger
+    ) -> list[str] | None:
+        """The configured accounts, else the CREATED ones the host lists (None: listing failed).
+
+        Listed once per run for both streams; accounts in another status are named once.
+        """
+        if self.settings.account_ids:
+            return list(self.settings.account_ids)
+        if self._discovered is not None:
+            return self._discovered
+        item = f"{region_label(self.settings)}account discovery"
+        with failures.unit(stream, item, logger) as discovery:
+            listing = self.client.list_accounts()
+        if discovery.failed:
+            return None
+        if listing.skipped:
+            logger.info(
+                "Amazon Ads: %sskipping %d account(s) that are not CREATED (no statements or "
+                "invoices to read): %s",
+                region_label(self.settings),
+                len(listing.skipped),
+                ", ".join(f"{account} ({status})" for account, status in listing.skipped),
+            )
+        self._discovered = listing.account_ids
+        return self._discovered
+
+
+def build_regions(tap: TapAdInvoices) -> list[Region]:
+    regions = []
+    for settings in regions_from_section(tap.config[PREFIX]):
+        # Its own client: its own login, retries and host health.
+        regions.append(Region(settings, AmazonAdsClient(settings, retry=retry_policy(tap.config))))
+    return regions
+
+
+class RegionalStream(Stream):
+    """Base of both Amazon Ads streams: one state partition per region in the `regions` form."""
+
+    def __init__(self, tap: TapAdInvoices, regions: list[Region]) -> None:
+        self.regions = regions
+        self._failures = tap.failures
+        super().__init__(tap)
+
+    @property
+    def settings(self) -> AmazonAdsSettings:
+        """The settings every region shares (the first region's)."""
+        return self.regions[0].settings
+
+    @property
+    def partitions(self) -> list[dict[str, Any]] | None:
+        if not self.regions[0].settings.one_of_regions:
+            return None
+        return [region.context for region in self.regions]
+
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
+        region = self._region(context)
+        if not region.settings.one_of_regions:
+            yield from self.region_records(region, context)
+            return
+        if region.down:
+            self.logger.warning(
+                "%s skipped for region %s: it failed earlier in this run (see above)",
+                self.name,
+                region.settings.region,
+            )
+            return
+        try:
+            yield from self.region_records(region, context)
+        except Exception as exc:
+            if not fails_source(exc):
+                raise
+            # A refused token or an unreachable host fails this region, not the others.
+            region.down = True
+            self._failures.record(
+                PREFIX, f"{region_label(region.settings)}every item", describe(exc), self.logger
+            )
+
+    def region_records(
+        self, region: Region, context: Mapping[str, Any] | None
+    ) -> Iterable[dict[str, Any]]:
+        raise NotImplementedError
+
+    def region_state(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The region's partition state; the stream's own in the single-region form."""
+        return self.get_context_state(context)
+
+    def account_state(
+        self, state: dict[str, Any], account_id: str, blank: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An account's entry in `state["accounts"]`.
+
+        A config moving to the `regions` form finds its accounts' bookmarks where the
+        single-region form kept them (global account ids are unique across regions),
+        so adding a region does not re-read the first one from start_date.
+        """
+        accounts = state.setdefault("accounts", {})
+        if account_id not in accounts:
+            earlier = (self.stream_state.get("accounts") or {}).get(account_id)
+            if state is not self.stream_state and earlier:
+                accounts[account_id] = copy.deepcopy(earlier)
+            else:
+                accounts[account_id] = copy.deepcopy(blank)
+        entry: dict[str, Any] = accounts[account_id]
+        return entry
+
+    def _region(self, context: Mapping[str, Any] | None) -> Region:
+        if context is None:
+            return self.regions[0]
+        return next(r for r in self.regions if r.settings.region == context["region"])
