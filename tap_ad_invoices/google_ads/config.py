@@ -59,15 +59,16 @@ CONFIG_PROPERTY = th.Property(
         th.Property(
             "customer_ids",
             th.ArrayType(th.StringType),
-            description="Serving accounts to read. Empty: every enabled non-manager "
-            "account under login_customer_id.",
+            description="Accounts to read. Empty: every non-manager account under "
+            "login_customer_id that is enabled or stopped serving (its final invoices).",
         ),
         th.Property(
             "lookback_months",
             th.IntegerType,
             default=DEFAULT_LOOKBACK_MONTHS,
-            description="Issue months re-read before each billing setup's bookmark, "
-            "for late corrections and rebills.",
+            description="Closed issue months re-read on every run, up to each billing "
+            "setup's bookmark, for late corrections and rebills; the month in progress is "
+            "always read.",
         ),
         th.Property(
             "include_granular_details",
