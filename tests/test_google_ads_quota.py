@@ -289,3 +289,36 @@ def test_retries_and_throttling_are_counted_per_attempt(
     assert line["calls"]["token"] == emulator.counters["google.token"]
     assert line["retried"] == 3
     assert line["throttled"] == 2
+
+
+def test_a_card_paid_setup_that_moves_to_monthly_invoicing_is_read_at_the_next_check(
+    google: fake.GoogleAdsEmulator, tmp_path: Path
+) -> None:
+    customer = CARD_PAID.split("/")[1]
+    cfg = config(google, customer_ids=[customer])
+    first = run_tap(cfg, tmp_path / "1")
+    assert first.returncode == 0, first.stderr
+    assert first.records.get(STREAM, []) == []
+    billed = google.mutate({"op": "monthly_invoicing", "billing_setup": CARD_PAID})["invoices"]
+    assert billed
+
+    # Same issue month: remembered, not asked, whatever changed meanwhile.
+    google.list_requests.clear()
+    second = run_tap(cfg, tmp_path / "2", state=first.state)
+    assert second.returncode == 0, second.stderr
+    assert google.list_requests == []
+    skipped = [
+        line for line in second.stderr.splitlines() if f"Skipped customer {customer}" in line
+    ]
+    assert len(skipped) == 1 and "| INFO" in skipped[0], second.stderr
+
+    # The next issue month's check finds invoices: the whole history is read.
+    later = copy.deepcopy(first.state)
+    assert later is not None
+    later["bookmarks"][STREAM]["billing_setups"][CARD_PAID]["checked"] = "2026-01"
+    third = run_tap(cfg, tmp_path / "3", state=later)
+    assert third.returncode == 0, third.stderr
+    assert {r["id"] for r in third.records[STREAM]} == set(billed)
+    assert third.state["bookmarks"][STREAM]["billing_setups"][CARD_PAID] == {  # type: ignore[index]
+        "synced_through": "2026-10"
+    }

@@ -39,6 +39,7 @@ Knobs (besides the core's `latency_seconds`, `rate_limits`):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -236,7 +237,7 @@ class InvoiceBook:
         self._sequence = itertools.count(1)
         for group in self.payment_groups().values():
             for month in _months():
-                self._monthly_invoice(group, month)
+                self.monthly_invoice(group, month)
         self._add_corrections()
 
     def payment_groups(self) -> dict[str, list[Setup]]:
@@ -249,7 +250,7 @@ class InvoiceBook:
     def new_id(self, group: list[Setup], month: dt.date) -> str:
         return f"{group[0].payments_account_id[:4]}{month:%y%m}{next(self._sequence):04d}"
 
-    def _monthly_invoice(self, group: list[Setup], month: dt.date) -> dict[str, Any] | None:
+    def monthly_invoice(self, group: list[Setup], month: dt.date) -> dict[str, Any] | None:
         customers = [s.customer_id for s in group]
         if any((c, f"{month:%Y-%m}") in QUIET_MONTHS for c in customers):
             return None
@@ -652,7 +653,11 @@ class GoogleAdsEmulator:
 
     def mutate(self, change: dict[str, Any]) -> dict[str, Any]:
         """{"op": "add", "billing_setup": name, "issue_month": "YYYY-MM", "subtotal_micros": n,
-        "type": "INVOICE"|"CREDIT_MEMO", "corrected_invoice": optional resource name}."""
+        "type": "INVOICE"|"CREDIT_MEMO", "corrected_invoice": optional resource name}, or
+        {"op": "monthly_invoicing", "billing_setup": name}: a card-paid setup (with a payments
+        account of its own) moves to monthly invoicing, its months billed as the others'."""
+        if change.get("op") == "monthly_invoicing":
+            return self._to_monthly_invoicing(change["billing_setup"])
         if change.get("op") != "add":
             raise ValueError(f"unknown change {change!r}")
         setup = next(s for s in self.setups if s.resource_name == change["billing_setup"])
@@ -667,6 +672,14 @@ class GoogleAdsEmulator:
                 corrected_invoice=change.get("corrected_invoice"),
             )
         return {k: v for k, v in invoice.items() if not k.startswith("_")}
+
+    def _to_monthly_invoicing(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            index = next(i for i, s in enumerate(self.setups) if s.resource_name == name)
+            setup = dataclasses.replace(self.setups[index], monthly_invoicing=True)
+            self.setups[index] = setup  # the book reads the same list
+            billed = [self.book.monthly_invoice([setup], month) for month in _months()]
+        return {"billing_setup": name, "invoices": [i["id"] for i in billed if i]}
 
     # -- gRPC -----------------------------------------------------------------------------
     def _handlers(self) -> grpc.GenericRpcHandler:
