@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -91,7 +92,9 @@ def tap_run(config: dict[str, Any], workdir: Path, state: dict[str, Any] | None)
     if state is not None:
         (workdir / "state.json").write_text(json.dumps(state))
         command += ["--state", str(workdir / "state.json")]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    # Settings from the environment (Meltano's TAP_AD_INVOICES_*) would change the world.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_AD_INVOICES")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-3000:])
         raise SystemExit(f"the tap failed with exit code {done.returncode}")
