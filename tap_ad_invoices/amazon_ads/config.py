@@ -369,9 +369,9 @@ def _check_regions(section: Mapping[str, Any]) -> None:
             raise ConfigError(name, "expected an object {region, refresh_token, account_ids}")
         require(entry, name, "region")
         _check_region(entry, name)
-        if not entry.get("refresh_token"):
-            require(section, PREFIX, "refresh_token")  # the shared one, then
         if entry["region"] in seen:
             # Their state and failures are kept per region.
             raise ConfigError(f"{name}.region", f"{entry['region']} is already a region above")
         seen.add(entry["region"])
+        if not entry.get("refresh_token"):
+            require(section, PREFIX, "refresh_token")  # the shared one, then
