@@ -188,3 +188,30 @@ def test_a_bad_regions_config_is_one_line_naming_the_setting(
     assert len(errors) == 1, run.stderr
     assert setting in errors[0]
     assert sum(emulator.counters.values()) == 0  # validated before any network call
+
+
+@pytest.mark.parametrize("storage", ["presigned", "path"])
+def test_invoice_summaries_and_pdfs_of_both_regions(emulator, config, tmp_path, storage):
+    from tests.test_amazon_ads_invoices import selecting
+    from tests.test_invoices import catalog_selecting
+
+    emulator.knobs["ads_document_storage"] = storage
+    config["documents"] = {"destination": str(tmp_path / "pdfs")}
+    catalog = selecting(
+        catalog_selecting(config, tmp_path / "discover", set()), "amazon_ads_invoices", "invoices"
+    )
+    run = run_tap(config, tmp_path / "run", catalog=catalog)
+    assert run.returncode == 0, run.stderr
+    summaries = run.records["amazon_ads_invoices"]
+    for region in ("NA", "EU"):
+        got = {(r["account_id"], r["invoice_id"]) for r in summaries if r["region"] == region}
+        assert got == truth(emulator, region)
+    eu = [r for r in summaries if r["region"] == "EU"]
+    assert eu and all(r["pdf_sha256"] for r in eu)
+    assert_reconciles(
+        run,
+        "amazon_ads",
+        "amazon_ads_invoices",
+        source_total=lambda r: r["amount_due"],
+        source_keys=("account_id", "invoice_id"),
+    )

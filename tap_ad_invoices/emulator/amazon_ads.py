@@ -910,7 +910,8 @@ def install_invoice_routes(emulator: Emulator, ads: AmazonAdsEmulator) -> None:
         if reason:
             answer["unavailableDocuments"].append({**document, "reason": reason})
         else:
-            path = f"{HOST_PREFIX[region_of(request)]}/billing/documents/{inv.invoice_number}/file"
+            # A path on the API host, so relative to the region's host (its prefix here).
+            path = f"/billing/documents/{inv.invoice_number}/file"
             if emulator.knobs["ads_document_storage"] == "presigned":
                 path = emulator.presign(
                     f"/s3/billing-documents/{account_id}/{inv.invoice_number}.pdf",
