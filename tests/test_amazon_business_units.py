@@ -463,3 +463,10 @@ def test_pipeline_respects_max_new_reports_and_resumes_given_ids() -> None:
     assert outcomes["OLD-1"] == DONE
     assert created == ["INV-000", "INV-001"]
     assert [k for k, v in outcomes.items() if v == NOT_STARTED] == ["INV-002", "INV-003", "INV-004"]
+
+
+def test_x_amz_date_is_utc_basic_format() -> None:
+    from tap_ad_invoices.amazon_business.client import amz_date
+
+    berlin = dt.timezone(dt.timedelta(hours=2))
+    assert amz_date(dt.datetime(2026, 7, 1, 1, 2, 3, tzinfo=berlin)) == "20260630T230203Z"

@@ -43,6 +43,12 @@ def iso_utc(moment: dt.datetime) -> str:
     )
 
 
+def amz_date(moment: dt.datetime | None = None) -> str:
+    """The x-amz-date header: UTC, YYYYMMDDTHHMMSSZ, the moment the request is built."""
+    moment = moment or dt.datetime.now(dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
 class AmazonBusinessClient:
     def __init__(
         self,
@@ -63,7 +69,13 @@ class AmazonBusinessClient:
         self.http = HttpClient(
             source="amazon_business",
             base_url=settings.api_url,
-            headers=lambda: {"Accept": "application/json", "User-Agent": user_agent},
+            headers=lambda: {
+                "Accept": "application/json",
+                "User-Agent": user_agent,
+                # The onboarding guide lists x-amz-date with the access token; presigned
+                # downloads never get it (they carry no Amazon headers at all).
+                "x-amz-date": amz_date(),
+            },
             token_source=self.login,
             bearer_header=("x-amz-access-token", "{token}"),
             # The Document API answers 403, not 401, for an expired access token.

@@ -502,6 +502,40 @@ class AmazonBusinessEmulator:
         client = self.emulator.token_client(request.headers.get("x-amz-access-token"))
         return STORE_OF_TOKEN_CLIENT.get(client or "")
 
+    def refused(self, request: Request) -> Response | None:
+        """Why an API call is refused before its route looks at it, or None.
+
+        The access token first (401), then the x-amz-date header the onboarding guide
+        requires: missing, not YYYYMMDDTHHMMSSZ, or more than 15 minutes off, the call
+        is refused 403 as AWS's front door refuses an unsigned or stale request.
+        """
+        if self.store(request) is None:
+            return _denied()
+        stamp = request.headers.get("x-amz-date")
+        if stamp is None:
+            return _errors(
+                403,
+                "MissingAuthenticationToken",
+                "Request is missing the required header x-amz-date (UTC, YYYYMMDDTHHMMSSZ).",
+            )
+        try:
+            sent = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            return _errors(
+                403,
+                "IncompleteSignature",
+                f"Date must be in ISO-8601 'basic format'. Got '{stamp}'. "
+                "See http://en.wikipedia.org/wiki/ISO_8601",
+            )
+        if abs((dt.datetime.now(dt.timezone.utc) - sent).total_seconds()) > 15 * 60:
+            return _errors(
+                403,
+                "InvalidSignatureException",
+                f"Signature expired: {stamp} is now earlier or later than 15 minutes "
+                "from the server time.",
+            )
+        return None
+
     def limited(self, route: str, status: int, body: Any) -> Response:
         """A success answer with the route's rate limit announced, as Amazon does."""
         headers = {"x-amzn-RequestId": f"emu-{next(self.sequence)}"}
@@ -581,8 +615,10 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("GET", TRANSACTIONS_PATH, ROUTE_TRANSACTIONS)
     def transactions(request: Request) -> Response:
-        if (store := ab.store(request)) is None:
-            return _denied()
+        if (refused := ab.refused(request)) is not None:
+            return refused
+        store = ab.store(request)
+        assert store is not None
         token = request.param("nextPageToken")
         if token is not None:
             if set(request.query) != {"nextPageToken"}:
@@ -631,8 +667,10 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("POST", INVOICES_PATH, ROUTE_INVOICES)
     def invoice_details(request: Request) -> Response:
-        if (store := ab.store(request)) is None:
-            return _denied()
+        if (refused := ab.refused(request)) is not None:
+            return refused
+        store = ab.store(request)
+        assert store is not None
         items = request.json().get("orderLineItems") or []
         if not items or len(items) > MAX_LINE_ITEMS_PER_CALL:
             return _errors(
@@ -666,8 +704,10 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("POST", REPORTS_PATH, ROUTE_CREATE)
     def create_report(request: Request) -> Response:
-        if (store := ab.store(request)) is None:
-            return _denied()
+        if (refused := ab.refused(request)) is not None:
+            return refused
+        store = ab.store(request)
+        assert store is not None
         body = request.json()
         options = body.get("reportOptions") or {}
         marketplaces = body.get("marketplaceIds") or []
@@ -712,8 +752,10 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("GET", f"{REPORTS_PATH}/(?P<id>[^/]+)", ROUTE_GET_REPORT)
     def get_report(request: Request) -> Response:
-        if (store := ab.store(request)) is None:
-            return _denied()
+        if (refused := ab.refused(request)) is not None:
+            return refused
+        store = ab.store(request)
+        assert store is not None
         assert request.match is not None
         report = ab.reports.get(request.match["id"])
         if report is None or report.store != store:  # another store's report is not found
@@ -744,8 +786,10 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
 
     @emulator.route("GET", f"{DOCUMENTS_PATH}/(?P<id>[^/]+)", ROUTE_GET_DOCUMENT)
     def get_document(request: Request) -> Response:
-        if (store := ab.store(request)) is None:
-            return _denied()
+        if (refused := ab.refused(request)) is not None:
+            return refused
+        store = ab.store(request)
+        assert store is not None
         assert request.match is not None
         document_id = request.match["id"]
         if not any(
