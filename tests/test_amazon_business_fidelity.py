@@ -16,7 +16,7 @@ import requests
 from tap_ad_invoices.emulator import Emulator
 from tap_ad_invoices.emulator import amazon_business as ab_emulator
 from tests.tap_runner import run_tap
-from tests.test_amazon_business_e2e import ab, config_for
+from tests.test_amazon_business_e2e import TXNS, ab, config_for
 
 __all__ = ["ab"]  # the fixture, shared with the end-to-end tests
 
@@ -85,3 +85,24 @@ def test_the_emulator_refuses_a_call_without_or_with_a_stale_x_amz_date(ab: Emul
     assert statuses == [403, 403, 403, 200]
     missing = answers[None].json()["errors"][0]
     assert "x-amz-date" in missing["message"]
+
+
+# -- getTransactions paging ----------------------------------------------------------------
+def test_paging_falls_back_to_token_with_dates_once_per_run(ab: Emulator, tmp_path: Path) -> None:
+    config = config_for(ab, tmp_path, window_days=30)  # several windows, several pages each
+    token_alone = run_tap(config, tmp_path / "alone")
+    assert token_alone.returncode == 0, token_alone.stderr
+    pages = ab.counters[ab_emulator.ROUTE_TRANSACTIONS]
+
+    ab.knobs["ab_paging_needs_dates"] = True
+    with ab.lock:
+        ab.counters.clear()
+        ab.requests_seen.clear()
+    with_dates = run_tap(config, tmp_path / "dates")
+    assert with_dates.returncode == 0, with_dates.stderr
+    # Every transaction read, at the price of one refused page in the whole run.
+    assert sorted(r["transaction_id"] for r in with_dates.records[TXNS]) == sorted(
+        r["transaction_id"] for r in token_alone.records[TXNS]
+    )
+    assert ab.counters[ab_emulator.ROUTE_TRANSACTIONS] == pages + 1
+    assert "refused nextPageToken alone" in with_dates.stderr

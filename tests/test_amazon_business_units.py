@@ -470,3 +470,25 @@ def test_x_amz_date_is_utc_basic_format() -> None:
 
     berlin = dt.timezone(dt.timedelta(hours=2))
     assert amz_date(dt.datetime(2026, 7, 1, 1, 2, 3, tzinfo=berlin)) == "20260630T230203Z"
+
+
+def test_a_refused_token_alone_is_repeated_with_dates_and_remembered() -> None:
+    with requests_mock.Mocker() as mock:
+        mock.post(TOKEN_URL, json={"access_token": "Atza|tok", "expires_in": 3600})
+        refused = {"errors": [{"code": "INVALID_REQUEST_PARAMETER", "message": "feedStartDate"}]}
+        mock.get(
+            f"{API}/reconciliation/2021-01-08/transactions",
+            [
+                {"json": {"transactions": [{"transactionId": "1"}], "nextPageToken": "p2"}},
+                {"status_code": 400, "json": refused},
+                {"json": {"transactions": [{"transactionId": "2"}], "nextPageToken": "p3"}},
+                {"json": {"transactions": [{"transactionId": "3"}]}},
+            ],
+        )
+        start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        found = list(client().transactions(start, start + dt.timedelta(days=30)))
+        calls = [c for c in mock.request_history if "transactions" in c.url]
+    assert [t["transactionId"] for t in found] == ["1", "2", "3"]
+    forms = [sorted(parse_qs(urlsplit(c.url).query)) for c in calls]
+    dated = ["feedEndDate", "feedStartDate", "nextPageToken"]
+    assert forms == [["feedEndDate", "feedStartDate"], ["nextPageToken"], dated, dated]

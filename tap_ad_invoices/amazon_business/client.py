@@ -8,15 +8,19 @@ and then following the x-amzn-RateLimit-Limit header the API sends back.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tap_ad_invoices.documents import fetch_bounded
+from tap_ad_invoices.errors import ApiError
 from tap_ad_invoices.http import HttpClient, RetryPolicy
 from tap_ad_invoices.lwa import LoginWithAmazon
 from tap_ad_invoices.ratelimit import TokenBucket
 
 from .config import AmazonBusinessSettings
+
+LOGGER = logging.getLogger("tap_ad_invoices.amazon_business")
 
 TRANSACTIONS_PATH = "/reconciliation/2021-01-08/transactions"
 INVOICES_PATH = "/reconciliation/2021-01-08/invoices"
@@ -82,6 +86,8 @@ class AmazonBusinessClient:
             refresh_on=(401, 403),
             retry=retry,
         )
+        # The paging form that works (see `transactions`), learnt once per run.
+        self.page_with_dates = False
         self.buckets = {
             name: TokenBucket(rate, burst) for name, (rate, burst) in USAGE_PLANS.items()
         }
@@ -91,24 +97,44 @@ class AmazonBusinessClient:
         self, feed_start: dt.datetime, feed_end: dt.datetime
     ) -> Iterator[dict[str, Any]]:
         """Every transaction whose feed date is in [feed_start, feed_end), page by page."""
-        params: dict[str, str] = {
-            "feedStartDate": iso_utc(feed_start),
-            "feedEndDate": iso_utc(feed_end),
-        }
+        dates = {"feedStartDate": iso_utc(feed_start), "feedEndDate": iso_utc(feed_end)}
+        params: dict[str, str] = dict(dates)
         while True:
-            body = self.http.request_json(
-                "GET",
-                TRANSACTIONS_PATH,
-                operation="getTransactions",
-                bucket=self.buckets["getTransactions"],
-                params=params,
-            )
+            body = self._transactions_page(params, dates)
             yield from body.get("transactions") or []
             token = body.get("nextPageToken")
             if not token:
                 return
-            # The API wants nextPageToken as the only parameter when paging.
-            params = {"nextPageToken": token}
+            # The parameter text says nextPageToken goes alone when paging, while the model
+            # marks both dates required: the token alone until a 400 says otherwise.
+            params = (
+                {**dates, "nextPageToken": token}
+                if self.page_with_dates
+                else {"nextPageToken": token}
+            )
+
+    def _transactions_page(self, params: dict[str, str], dates: dict[str, str]) -> Any:
+        try:
+            return self._get_transactions(params)
+        except ApiError as exc:
+            if exc.status != 400 or set(params) != {"nextPageToken"}:
+                raise
+            LOGGER.info(
+                "getTransactions refused nextPageToken alone (%s); sending it with "
+                "feedStartDate and feedEndDate for the rest of this run",
+                exc,
+            )
+            self.page_with_dates = True
+            return self._get_transactions({**dates, **params})
+
+    def _get_transactions(self, params: dict[str, str]) -> Any:
+        return self.http.request_json(
+            "GET",
+            TRANSACTIONS_PATH,
+            operation="getTransactions",
+            bucket=self.buckets["getTransactions"],
+            params=params,
+        )
 
     def invoice_details(self, line_items: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
         """getInvoiceDetailsByOrderLineItems: at most 25 {orderId, orderLineItemId, shipmentId}."""

@@ -22,6 +22,9 @@ Bad inputs, for the failure boundary (all persistent until the knob is cleared):
 getTransactions with an HTML page and status 200, as a captive portal or a
 misrouted proxy does; `ab_corrupt_documents` [invoice numbers] serves their
 documents as gzip whose deflate stream is garbage.
+`ab_paging_needs_dates` refuses a nextPageToken sent alone (the model marks both feed
+dates required; the parameter text says to send the token alone): 400 unless both
+dates come with it.
 Every successful answer of a rate-limited route carries x-amzn-RateLimit-Limit,
 as Amazon's does, so the tap's buckets follow the emulator's scaled-down limits.
 """
@@ -621,7 +624,16 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
         assert store is not None
         token = request.param("nextPageToken")
         if token is not None:
-            if set(request.query) != {"nextPageToken"}:
+            if knobs.get("ab_paging_needs_dates"):
+                # The model's reading: both dates are required on every page.
+                for name in ("feedStartDate", "feedEndDate"):
+                    if request.param(name) is None:
+                        return _errors(
+                            400,
+                            "INVALID_REQUEST_PARAMETER",
+                            f"Missing required parameter {name}.",
+                        )
+            elif set(request.query) != {"nextPageToken"}:
                 return _errors(
                     400,
                     "INVALID_REQUEST_PARAMETER",
