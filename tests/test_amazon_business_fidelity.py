@@ -17,6 +17,7 @@ from tap_ad_invoices.emulator import Emulator
 from tap_ad_invoices.emulator import amazon_business as ab_emulator
 from tests.tap_runner import run_tap
 from tests.test_amazon_business_e2e import TXNS, ab, config_for
+from tests.test_amazon_business_stores import done_by_region, stores_config, truth_hashes
 
 __all__ = ["ab"]  # the fixture, shared with the end-to-end tests
 
@@ -106,3 +107,24 @@ def test_paging_falls_back_to_token_with_dates_once_per_run(ab: Emulator, tmp_pa
     )
     assert ab.counters[ab_emulator.ROUTE_TRANSACTIONS] == pages + 1
     assert "refused nextPageToken alone" in with_dates.stderr
+
+
+# -- document request keys by region ---------------------------------------------------------
+def test_each_region_gets_its_own_request_keys_and_the_wrong_ones_are_refused(
+    ab: Emulator, tmp_path: Path
+) -> None:
+    config = stores_config(ab, tmp_path)
+    right = run_tap(config, tmp_path / "by_region")
+    assert right.returncode == 0, right.stderr
+    done = done_by_region(right)
+    assert done["EU"] == truth_hashes(ab, "EU")  # EU documents requested by order
+    assert done["NA"] == truth_hashes(ab, "NA")  # NA documents by invoice
+
+    # Swapped by the override: each region refuses the other's keys, naming its own.
+    stores = config["amazon_business"]["stores"]
+    stores[0]["document_request_keys"], stores[1]["document_request_keys"] = "order", "invoice"
+    wrong = run_tap(config, tmp_path / "swapped")
+    assert wrong.returncode != 0
+    assert done_by_region(wrong) == {}
+    assert "reportOptions.orderId is required" in wrong.stderr
+    assert "reportOptions.invoiceId and reportOptions.documentType are required" in wrong.stderr

@@ -492,3 +492,35 @@ def test_a_refused_token_alone_is_repeated_with_dates_and_remembered() -> None:
     forms = [sorted(parse_qs(urlsplit(c.url).query)) for c in calls]
     dated = ["feedEndDate", "feedStartDate", "nextPageToken"]
     assert forms == [["feedEndDate", "feedStartDate"], ["nextPageToken"], dated, dated]
+
+
+def test_request_keys_follow_the_region_unless_overridden() -> None:
+    assert settings().document_request_keys == "invoice"
+    assert settings(region="EU").document_request_keys == "order"
+    assert settings(region="JP").document_request_keys == "order"
+    assert settings(region="EU", document_request_keys="invoice").document_request_keys == (
+        "invoice"
+    )
+    with pytest.raises(ConfigError, match="document_request_keys"):
+        settings(document_request_keys="orders")
+
+
+def test_report_options_name_one_line_item_of_the_document_by_order() -> None:
+    memo = DocumentRequest("CM-1", "Credits", "A1PA6795UKMFR9", order_ids={"o2", "o1"})
+    assert memo.report_options("invoice") == {"invoiceId": "CM-1", "documentType": "Credits"}
+    assert memo.report_options("order") == {"orderId": "o1", "documentType": "Credits"}
+    memo.name_line_item(("o2", "l9", "s1"))
+    memo.name_line_item(("o1", "l3", "s2"))
+    memo.name_line_item(("o2", "l1", "s1"))
+    assert memo.report_options("order") == {
+        "orderId": "o1",
+        "orderLineItemId": "l3",
+        "shipmentId": "s2",
+        "documentType": "Credits",
+    }
+    invoice = DocumentRequest.from_state({**memo.to_state(), "document_type": "Invoice"})
+    assert invoice.report_options("order") == {
+        "orderId": "o1",
+        "orderLineItemId": "l3",
+        "shipmentId": "s2",
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from tap_ad_invoices.documents import fetch_bounded
@@ -150,7 +150,17 @@ class AmazonBusinessClient:
         return list(body.get("invoiceDetailsByOrderLineItems") or [])
 
     # -- Document API -----------------------------------------------------------------
-    def create_report(self, invoice_id: str, document_type: str, marketplace_id: str) -> str:
+    def create_report(
+        self,
+        invoice_id: str,
+        document_type: str,
+        marketplace_id: str,
+        *,
+        report_options: Mapping[str, str] | None = None,
+    ) -> str:
+        """createReport of GET_AB_INVOICE_PDF: by invoiceId + documentType (NA) unless
+        `report_options` name the document otherwise (by order in EU and JP)."""
+        options = report_options or {"invoiceId": invoice_id, "documentType": document_type}
         body = self.http.request_json(
             "POST",
             REPORTS_PATH,
@@ -159,7 +169,7 @@ class AmazonBusinessClient:
             json={
                 "reportType": REPORT_TYPE,
                 "marketplaceIds": [marketplace_id],
-                "reportOptions": {"invoiceId": invoice_id, "documentType": document_type},
+                "reportOptions": dict(options),
             },
         )
         return str(body["reportId"])

@@ -25,6 +25,10 @@ API_URLS = {
 # The region's main marketplace (docs: marketplace-ids): US, UK, JP.
 DEFAULT_MARKETPLACES = {"NA": "ATVPDKIKX0DER", "EU": "A1F83G8C2ARO7P", "JP": "A1VC38T7YXB528"}
 DOCUMENT_TYPES = ("Invoice", "Credits")
+# How createReport names a document (reportOptions): NA by invoiceId + documentType; EU by
+# order (orderId, the only required key there since July 2025); JP unconfirmed, as EU.
+INVOICE_KEYS, ORDER_KEYS = "invoice", "order"
+DOCUMENT_REQUEST_KEYS = {"NA": INVOICE_KEYS, "EU": ORDER_KEYS, "JP": ORDER_KEYS}
 
 # One regional store of the business: its own authorisation, marketplaces and hosts.
 STORE = th.ObjectType(
@@ -35,6 +39,11 @@ STORE = th.ObjectType(
     th.Property("marketplace_ids", th.ArrayType(th.StringType)),
     th.Property("api_url", th.StringType),
     th.Property("token_url", th.StringType),
+    th.Property(
+        "document_request_keys",
+        th.StringType,
+        description="invoice or order: overrides amazon_business.document_request_keys.",
+    ),
 )
 STORE_KEYS = ("region", "refresh_token", "marketplace_ids", "api_url", "token_url")
 
@@ -67,6 +76,13 @@ CONFIG_PROPERTY = th.Property(
             th.ArrayType(th.StringType),
             default=list(DOCUMENT_TYPES),
             description="Which PDFs to fetch: Invoice, Credits.",
+        ),
+        th.Property(
+            "document_request_keys",
+            th.StringType,
+            description="How createReport names a document: invoice (invoiceId + "
+            "documentType) or order (orderId, with the line item and shipment). Default by "
+            "region: invoice in NA, order in EU and JP.",
         ),
         th.Property(
             "lookback_days",
@@ -117,6 +133,7 @@ class AmazonBusinessSettings:
     region: str
     marketplace_ids: tuple[str, ...]
     document_types: tuple[str, ...]
+    document_request_keys: str
     lookback_days: int
     poll_interval_seconds: float
     window_days: int
@@ -151,6 +168,11 @@ class AmazonBusinessSettings:
             region=region,
             marketplace_ids=tuple(store.get("marketplace_ids") or [DEFAULT_MARKETPLACES[region]]),
             document_types=tuple(section.get("document_types") or DOCUMENT_TYPES),
+            document_request_keys=(
+                store.get("document_request_keys")
+                or section.get("document_request_keys")
+                or DOCUMENT_REQUEST_KEYS[region]
+            ),
             lookback_days=int(section.get("lookback_days", 30)),
             poll_interval_seconds=float(section.get("poll_interval_seconds", 15)),
             window_days=int(section.get("window_days", 30)),
@@ -227,6 +249,7 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     else:
         _check_stores(section)
     _check_strings("document_types", section.get("document_types"), choices=DOCUMENT_TYPES)
+    _check_request_keys(section, KEY)
     check_int(KEY, "lookback_days", section.get("lookback_days"), minimum=0)
     check_int(KEY, "window_days", section.get("window_days"), minimum=1)
     check_int(KEY, "max_documents_per_run", section.get("max_documents_per_run"), minimum=1)
@@ -243,6 +266,18 @@ def _check_store(store: Mapping[str, Any], name: str) -> None:
     _check_strings("marketplace_ids", store.get("marketplace_ids"), name=name)
     _check_url("api_url", store.get("api_url"), name=name)
     _check_url("token_url", store.get("token_url"), name=name)
+    if name != KEY:
+        _check_request_keys(store, name)
+
+
+def _check_request_keys(section: Mapping[str, Any], name: str) -> None:
+    if section.get("document_request_keys") is not None:
+        check_choice(
+            name,
+            "document_request_keys",
+            section["document_request_keys"],
+            (INVOICE_KEYS, ORDER_KEYS),
+        )
 
 
 def _check_stores(section: Mapping[str, Any]) -> None:

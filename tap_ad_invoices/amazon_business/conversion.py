@@ -17,6 +17,8 @@ from typing import Any
 from tap_ad_invoices.documents import StoredDocument
 from tap_ad_invoices.money import AmountError, parse_plain_decimal
 
+from .config import INVOICE_KEYS
+
 # invoiceType (invoice details) -> documentType (createReport reportOptions).
 DOCUMENT_TYPE_BY_INVOICE_TYPE = {"STANDARD": "Invoice", "CREDIT_MEMO": "Credits"}
 # When only the transaction knows the invoice number, its type says which document it is:
@@ -182,6 +184,9 @@ class DocumentRequest:
     order_line_item_ids: set[str] = field(default_factory=set)
     shipment_ids: set[str] = field(default_factory=set)
     transaction_ids: set[str] = field(default_factory=set)
+    # The line item that names it in an order-keyed createReport (EU, JP): the first
+    # (orderId, orderLineItemId, shipmentId) whose invoice details name this document.
+    line_item: list[str] | None = None
     first_feed_date: str = ""  # the earliest transaction covering it: the bookmark may not pass it
     last_feed_date: str = ""
     # Money of the line items that name this document, by "<transactionId>#<line index>":
@@ -199,6 +204,32 @@ class DocumentRequest:
 
     def describe(self) -> str:
         return f"invoice {self.invoice_number} ({self.document_type}, {self.marketplace_id})"
+
+    def report_options(self, keys: str) -> dict[str, str]:
+        """createReport reportOptions naming this document, by invoice or by order.
+
+        By order, "one document per order" would be ambiguous: an order shipped twice
+        has an invoice per shipment, and a refund adds a credit memo. So the request
+        names one line item the document covers (orderId, orderLineItemId, shipmentId:
+        the documented EU example), which belongs to one invoice of each type, and
+        documentType only for a credit memo. An invoice spanning several orders is
+        requested through one of them: its line item names the same document.
+        """
+        if keys == INVOICE_KEYS:
+            return {"invoiceId": self.invoice_number, "documentType": self.document_type}
+        if self.line_item:
+            order, line, shipment = self.line_item
+            options = {"orderId": order, "orderLineItemId": line, "shipmentId": shipment}
+        else:  # planned by an earlier version: the order alone, the one required key
+            options = {"orderId": min(self.order_ids)}
+        if self.document_type != "Invoice":
+            options["documentType"] = self.document_type
+        return options
+
+    def name_line_item(self, key: LineItemKey) -> None:
+        """Keep the smallest line item naming it, so every run asks by the same one."""
+        if self.line_item is None or list(key) < self.line_item:
+            self.line_item = list(key)
 
     def cover(self, txn: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -> None:
         feed = str(txn["feedDate"])
@@ -251,6 +282,7 @@ class DocumentRequest:
             "order_line_item_ids": sorted(self.order_line_item_ids),
             "shipment_ids": sorted(self.shipment_ids),
             "transaction_ids": sorted(self.transaction_ids),
+            "line_item": self.line_item,
             "first_feed_date": self.first_feed_date,
             "last_feed_date": self.last_feed_date,
             "lines": self.lines,
@@ -377,6 +409,12 @@ def plan_documents(
         request.invoice_type = request.invoice_type or invoice_type
         request.invoice_date = request.invoice_date or meta.get("invoiceDate")
         request.cover(txn, [item for _, item in items])
+        for _, item in items:
+            key = line_item_key(item)
+            if key is not None and any(
+                str(d.get("invoiceNumber")) == number for d in details.get(key, ())
+            ):
+                request.name_line_item(key)
         if DOCUMENT_TYPE_BY_TRANSACTION_TYPE.get(str(txn.get("transactionType"))) == document_type:
             request.named_by_own_kind = True
         attribute_money(request, txn, items, names, invoice_meta)

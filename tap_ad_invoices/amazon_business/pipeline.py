@@ -32,6 +32,7 @@ from tap_ad_invoices.jobs import (
 )
 
 from .client import AmazonBusinessClient
+from .config import INVOICE_KEYS
 from .conversion import DocumentRequest
 
 LOGGER = logging.getLogger("tap_ad_invoices.amazon_business")
@@ -70,6 +71,7 @@ class DocumentPipeline:
         deadline: float | None = None,
         max_new_reports: int | None = None,
         max_outstanding: int = 500,
+        request_keys: str = INVOICE_KEYS,
         on_created: Callable[[DocumentRequest, str], None] = lambda request, report_id: None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -77,6 +79,7 @@ class DocumentPipeline:
         self.client = client
         self.store = store
         self.max_bytes = max_bytes
+        self.request_keys = request_keys  # how createReport names a document (by region)
         self._resumed: set[str] = set()  # report ids from earlier runs: a 404 means expired
         self.runner: AsyncJobRunner[DocumentRequest] = AsyncJobRunner(
             start=self._create,
@@ -112,8 +115,15 @@ class DocumentPipeline:
 
     # -- the API's calls ---------------------------------------------------------------
     def _create(self, request: DocumentRequest) -> str:
+        if self.request_keys == INVOICE_KEYS:
+            return self.client.create_report(
+                request.invoice_number, request.document_type, request.marketplace_id
+            )
         return self.client.create_report(
-            request.invoice_number, request.document_type, request.marketplace_id
+            request.invoice_number,
+            request.document_type,
+            request.marketplace_id,
+            report_options=request.report_options(self.request_keys),
         )
 
     def _poll(self, request: DocumentRequest, report_id: str) -> JobUpdate:

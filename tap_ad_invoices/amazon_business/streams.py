@@ -431,6 +431,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             progress_interval=settings.progress_interval_seconds,
             deadline=time.monotonic() + budget if budget else None,
             max_new_reports=settings.max_documents_per_run,
+            request_keys=settings.document_request_keys,
             on_created=on_created,
         )
         for outcome in runner.run(todo, resumed):

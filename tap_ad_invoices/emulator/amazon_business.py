@@ -15,6 +15,10 @@ archive names its member "../../escape/evil.pdf" to prove the tap never uses
 names inside an archive as paths. Reports take `ab_report_delay_seconds` to
 process; `ab_fatal_invoices` / `ab_cancelled_invoices` force those outcomes, and
 a document type an invoice does not have ends CANCELLED ("no data").
+createReport names the document as each region's API does: NA by `invoiceId` +
+`documentType`, EU by order (`orderId` required; `orderLineItemId`, `shipmentId`
+and `documentType`, default Invoice, narrow it down); the other region's keys are
+refused with 400 INVALID_REQUEST_PARAMETER.
 
 Bad inputs, for the failure boundary (all persistent until the knob is cleared):
 `ab_broken_transactions` {transactionId: "no_feed_date" | "no_transaction_id" |
@@ -85,6 +89,9 @@ DEFAULT_RATE_LIMITS = {
 }
 MAX_LINE_ITEMS_PER_CALL = 25
 DOCUMENT_TYPES = {"STANDARD": "Invoice", "CREDIT_MEMO": "Credits"}
+# How each store's createReport names a document: NA by invoiceId + documentType, EU by
+# order (orderId required; orderLineItemId, shipmentId, documentType narrow it down).
+REQUEST_KEYS = {"NA": "invoice", "EU": "order"}
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -195,6 +202,7 @@ class Report:
     created_iso: str
     outcome: str  # DONE | CANCELLED | FATAL
     report_document_id: str | None = None
+    options: dict[str, str] = field(default_factory=dict)  # reportOptions as sent
 
 
 @dataclass
@@ -505,6 +513,27 @@ class AmazonBusinessEmulator:
         client = self.emulator.token_client(request.headers.get("x-amz-access-token"))
         return STORE_OF_TOKEN_CLIENT.get(client or "")
 
+    def invoice_of_order(
+        self, store: str, options: dict[str, Any], document_type: str
+    ) -> str | None:
+        """The document an order-keyed request names: the store's invoices of that type
+        covering a line item of the order (and of the line item and shipment, if given).
+        Several (an order shipped twice, keyed by orderId alone): the first issued."""
+        order = options["orderId"]
+        line, shipment = options.get("orderLineItemId"), options.get("shipmentId")
+        world = self.worlds[store]
+        found = [
+            invoice
+            for invoice in world.invoices.values()
+            if invoice.document_type == document_type
+            and any(
+                key[0] == order and line in (None, key[1]) and shipment in (None, key[2])
+                for key in invoice.line_items
+            )
+        ]
+        found.sort(key=lambda invoice: (invoice.invoice_date, invoice.invoice_number))
+        return found[0].invoice_number if found else None
+
     def refused(self, request: Request) -> Response | None:
         """Why an API call is refused before its route looks at it, or None.
 
@@ -725,18 +754,34 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
         marketplaces = body.get("marketplaceIds") or []
         if body.get("reportType") != "GET_AB_INVOICE_PDF":
             return _errors(400, "INVALID_REQUEST_PARAMETER", "Unsupported reportType.")
-        if not 1 <= len(marketplaces) <= 25 or not options.get("invoiceId"):
+        if not 1 <= len(marketplaces) <= 25:
             return _errors(
-                400,
-                "INVALID_REQUEST_PARAMETER",
-                "marketplaceIds (1-25) and reportOptions.invoiceId are required.",
+                400, "INVALID_REQUEST_PARAMETER", "marketplaceIds must hold 1 to 25 ids."
             )
         if "invoiceType" in options and "documentType" in options:
             return _errors(
                 400, "INVALID_REQUEST_PARAMETER", "Either invoiceType or documentType, not both."
             )
-        invoice_id = str(options["invoiceId"])
-        document_type = str(options.get("documentType", ""))
+        if REQUEST_KEYS[store] == "invoice":
+            if not options.get("invoiceId"):
+                return _errors(
+                    400,
+                    "INVALID_REQUEST_PARAMETER",
+                    "reportOptions.invoiceId and reportOptions.documentType are required for "
+                    "GET_AB_INVOICE_PDF in this marketplace.",
+                )
+            invoice_id = str(options["invoiceId"])
+            document_type = str(options.get("documentType", ""))
+        else:
+            if not options.get("orderId") or "invoiceId" in options:
+                return _errors(
+                    400,
+                    "INVALID_REQUEST_PARAMETER",
+                    "reportOptions.orderId is required for GET_AB_INVOICE_PDF in this "
+                    "marketplace; invoiceId is not a supported option here.",
+                )
+            document_type = str(options.get("documentType") or "Invoice")
+            invoice_id = ab.invoice_of_order(store, options, document_type) or ""
         invoice = ab.worlds[store].invoices.get(invoice_id)
         if invoice_id in knobs["ab_fatal_invoices"]:
             outcome = "FATAL"
@@ -759,6 +804,7 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
                 time.monotonic(),
                 _iso(dt.datetime.now(dt.timezone.utc)),
                 outcome,
+                options={str(k): str(v) for k, v in options.items()},
             )
         return ab.limited(ROUTE_CREATE, 202, {"reportId": report_id})
 
@@ -786,7 +832,7 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
             "marketplaceIds": report.marketplace_ids,
             "createdTime": report.created_iso,
             "processingStatus": status,
-            "reportOptions": {"invoiceId": report.invoice_id, "documentType": report.document_type},
+            "reportOptions": report.options,
         }
         if status not in ("IN_QUEUE",):
             body["processingStartTime"] = report.created_iso
