@@ -15,6 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
+def endpoint_of(operation: str) -> str:
+    """The endpoint an operation's name is about: "GET /x [account 1]" -> "GET /x".
+
+    Operation names carry the item for error lines; a count per endpoint must not
+    become a count per document.
+    """
+    if operation.startswith("download "):
+        return "download"
+    return operation.split(" [", 1)[0]
+
+
 @dataclass
 class SourceCalls:
     calls: Counter[str] = field(default_factory=Counter)
@@ -43,11 +54,17 @@ class CallLog:
             self._source(source).calls[endpoint] += 1
 
     def retry(self, source: str, endpoint: str, *, throttled: bool = False) -> None:
+        """A call about to be sent again; `throttled` if the answer was a 429 or quota error."""
         with self._lock:
             entry = self._source(source)
             entry.retries[endpoint] += 1
             if throttled:
                 entry.throttled[endpoint] += 1
+
+    def throttle(self, source: str, endpoint: str) -> None:
+        """A 429 or quota answer that is not retried (the time budget is spent)."""
+        with self._lock:
+            self._source(source).throttled[endpoint] += 1
 
     def note(self, source: str, name: str, describe: Callable[[], str]) -> None:
         """A figure computed when the line is written (say, quota left now)."""

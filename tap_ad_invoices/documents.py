@@ -125,6 +125,7 @@ def fetch_bounded(
         url,
         lambda response: _read_document(response, max_bytes, what),
         operation=f"download {what}",
+        endpoint="download",
         authenticated=authenticated,
         stream=True,
         headers={"Accept-Encoding": "identity"},

@@ -33,7 +33,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from tap_ad_invoices.calls import CALLS
+from tap_ad_invoices.calls import CALLS, endpoint_of
 from tap_ad_invoices.errors import ApiError, SourceUnavailable
 from tap_ad_invoices.ratelimit import TokenBucket
 from tap_ad_invoices.redaction import redact
@@ -328,13 +328,16 @@ class HttpClient:
         bucket: TokenBucket | None = None,
         ok: tuple[int, ...] = (200, 201, 202),
         stream: bool = False,
+        endpoint: str | None = None,
         **kwargs: Any,
     ) -> T:
         """`request`, with `read` turning the answer into a result inside the retry loop.
 
         A body that breaks while `read` consumes it (`BrokenBody`, a dropped
-        connection) is fetched again, within the same time budget.
+        connection) is fetched again, within the same time budget. `endpoint` names
+        the call in the end-of-run count (default: `operation` without its item).
         """
+        endpoint = endpoint or endpoint_of(operation)
         url = self._url(path_or_url)
         host = host_of(url)
         extra_headers = kwargs.pop("headers", None) or {}
@@ -346,7 +349,7 @@ class HttpClient:
                 bucket.acquire()
             token = self._token() if authenticated else None
             headers = self._request_headers(authenticated, token, extra_headers)
-            CALLS.call(self.source, operation)
+            CALLS.call(self.source, endpoint)
             try:
                 response = self.session.request(
                     method,
@@ -439,10 +442,13 @@ class HttpClient:
         )
 
     def _wait_or_raise(self, budget: RetryBudget, operation: str, retry: _Retry) -> None:
+        throttled = retry.what.startswith("HTTP 429")
         delay = budget.next_delay(retry.wait)
         if delay is None:
+            if throttled:
+                CALLS.throttle(self.source, endpoint_of(operation))
             raise budget.give_up(operation, retry.what)
-        CALLS.retry(self.source, operation, throttled=retry.what.startswith("HTTP 429"))
+        CALLS.retry(self.source, endpoint_of(operation), throttled=throttled)
         LOGGER.log(
             budget.log_level,
             "%s: %s, retry %d in %.1fs (%.0fs of max_retry_seconds=%g spent)",

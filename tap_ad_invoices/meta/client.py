@@ -25,9 +25,10 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from tap_ad_invoices.calls import CALLS
 from tap_ad_invoices.documents import fetch_bounded
 from tap_ad_invoices.errors import AuthorizationExpired
-from tap_ad_invoices.http import HttpClient, RetryPolicy
+from tap_ad_invoices.http import HttpClient, RetryBudget, RetryPolicy
 from tap_ad_invoices.meta.config import KEY, MetaSettings
 from tap_ad_invoices.redaction import redact, register_secret
 
@@ -43,7 +44,6 @@ TOKEN_CODE = 190
 SLOW_FROM = 75.0
 MAX_PACE_SECONDS = 20.0
 MAX_REGAIN_WAIT_SECONDS = 1800.0  # longer waits fail the business; the next run retries
-MAX_THROTTLED_TRIES = 6  # throttled answers in a row before the call fails
 PAGE_SIZE = 100
 # The billing-period filter defaults to six months back: asked explicitly from this
 # many months before the issue window, so late credit memos for old periods show up.
@@ -316,12 +316,17 @@ class MetaGraph:
     def _get(
         self, path: str, params: Mapping[str, str], what: str, business_id: str
     ) -> dict[str, Any]:
-        attempt = 0
+        endpoint = f"GET {path.rsplit('/', 1)[-1]}"  # business_invoices, campaigns
+        budget = self.retry.start()  # throttled retries share max_retry_seconds with the rest
         while True:
-            attempt += 1
             self.governor.before_call(business_id)
             response = self.http.request(
-                "GET", path, operation=what, params=params, ok=GRAPH_ERROR_STATUSES
+                "GET",
+                path,
+                operation=what,
+                endpoint=endpoint,
+                params=params,
+                ok=GRAPH_ERROR_STATUSES,
             )
             with response:
                 usage = parse_usage(response.headers.get(USAGE_HEADER), business_id)
@@ -340,17 +345,39 @@ class MetaGraph:
                     f"Generate a new system-user token in Business Settings and set "
                     f"{KEY}.access_token."
                 )
-            if not error.throttled or attempt >= MAX_THROTTLED_TRIES:
+            if not error.throttled:
                 raise error
-            self._wait_throttled(error, usage, attempt)
+            self._wait_throttled(error, usage, budget, endpoint, business_id)
 
-    def _wait_throttled(self, error: GraphError, usage: Usage | None, attempt: int) -> None:
+    def _wait_throttled(
+        self,
+        error: GraphError,
+        usage: Usage | None,
+        budget: RetryBudget,
+        endpoint: str,
+        business_id: str,
+    ) -> None:
         """Throttled: wait what Meta estimates (the governor holds the retry that long,
-        having seen the header), else back off."""
+        having seen the header), else back off; within the call's max_retry_seconds.
+
+        A wait that would end past the budget is not started: the call fails now and the
+        next run retries, instead of holding the run for nothing.
+        """
         regain = usage.regain_seconds if usage is not None else 0.0
-        if regain > MAX_REGAIN_WAIT_SECONDS:
+        held = self.governor.pause(business_id)  # before_call will sleep this long
+        delay = budget.next_delay(held if held > 0 else None)
+        if delay is None or regain > MAX_REGAIN_WAIT_SECONDS:
+            CALLS.throttle("meta", endpoint)
             raise error
-        delay = regain if regain > 0 else self.retry.backoff(attempt)
-        LOGGER.warning("%s; retry %d/%d in %.2fs", error, attempt, MAX_THROTTLED_TRIES - 1, delay)
-        if regain <= 0:
+        CALLS.retry("meta", endpoint, throttled=True)
+        LOGGER.log(
+            budget.log_level,
+            "%s; retry %d in %.2fs (%.0fs of max_retry_seconds=%g spent)",
+            error,
+            budget.attempts,
+            delay,
+            budget.elapsed,
+            budget.policy.max_retry_seconds,
+        )
+        if held <= 0:
             self._sleep(delay)
