@@ -532,3 +532,18 @@ def test_jpy_minor_units_use_the_currency_offset() -> None:
     record = invoice_record(raw, "111")
     assert record["amount_due"]["offsetted_amount"] == 512345
     assert record["amount_due"]["amount"] == Decimal("512345")
+
+
+def test_no_link_in_a_record_keeps_its_query() -> None:
+    """A query may carry a token or a signature: records keep the path only."""
+    raw = {
+        "id": "1",
+        "type": "INV",
+        "currency": "USD",
+        "amount": "10.00",
+        "download_uri": "https://graph.example/v24.0/1/invoice_pdf?access_token=SECRET",
+        "cdn_download_uri": "https://cdn.example/i/1.pdf?sig=SECRET&exp=1",
+    }
+    record = invoice_record(raw, "111")
+    assert record["download_uri"] == "https://graph.example/v24.0/1/invoice_pdf"
+    assert record["cdn_download_uri"] == "https://cdn.example/i/1.pdf"

@@ -68,7 +68,9 @@ INVOICE_SCHEMA = th.PropertiesList(
     th.Property("advertiser_name", th.StringType),
     th.Property("ad_account_ids", th.ArrayType(th.StringType)),
     th.Property("campaign", th.ObjectType(additional_properties=True)),
-    th.Property("download_uri", th.StringType, description="Graph URL; needs the token."),
+    th.Property(
+        "download_uri", th.StringType, description="Graph URL without its query; needs the token."
+    ),
     th.Property(
         "cdn_download_uri",
         th.StringType,
@@ -195,7 +197,8 @@ def invoice_record(raw: Mapping[str, Any], business_id: str) -> dict[str, Any]:
         "campaign": campaign
         if isinstance(campaign, dict) or campaign is None
         else {"id": campaign},
-        "download_uri": raw.get("download_uri"),
+        # Graph copies a query into its URLs, access_token included if a client sent it there.
+        "download_uri": strip_query(raw["download_uri"]) if raw.get("download_uri") else None,
         "cdn_download_uri": strip_query(cdn) if cdn else None,
     }
 
