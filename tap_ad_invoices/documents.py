@@ -19,7 +19,7 @@ import re
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -347,3 +347,39 @@ def remember(document: StoredDocument) -> dict[str, Any]:
         "page_count": document.page_count,
         "uri": document.uri,
     }
+
+
+class KnownDocuments:
+    """The PDFs earlier runs stored, kept in a stream's state, so a look-back re-read reuses
+    them instead of downloading them again.
+
+    An issued invoice's PDF does not change (a correction is a new invoice or credit
+    memo), so a document whose file is still where this configuration puts it costs no
+    call (`DocumentStore.already_stored` says when). `entries` is the state's dict,
+    updated in place: {key: what `remember` keeps, plus the caller's fields (an issue
+    date, to forget entries the look-back no longer reaches)}.
+    """
+
+    def __init__(self, store: DocumentStore, entries: dict[str, Any]) -> None:
+        self._store = store
+        self.entries = entries
+        # Read by download threads while the main thread notes new documents.
+        self._at_start = dict(entries)
+        self.reused = 0
+
+    def reuse(self, key: str, *, source: str, account: str, name: str) -> StoredDocument | None:
+        stored = self._store.already_stored(
+            self._at_start.get(key), source=source, account=account, name=name
+        )
+        if stored is not None:
+            self.reused += 1
+        return stored
+
+    def note(self, key: str, document: StoredDocument, **fields: Any) -> None:
+        """Remember a document whose record is about to be written."""
+        self.entries[key] = {**remember(document), **fields}
+
+    def forget(self, unreachable: Callable[[str, Mapping[str, Any]], bool]) -> None:
+        """Drop the entries the next run's look-back will not reach: state stays small."""
+        for key in [k for k, entry in self.entries.items() if unreachable(k, entry)]:
+            del self.entries[key]

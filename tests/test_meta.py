@@ -233,6 +233,35 @@ def test_invoices_rows_signed_and_reconciled_per_currency(
     assert set(books) == {"USD", "JPY"}
 
 
+def test_a_lookback_reread_reuses_stored_pdfs_without_a_call(
+    graph: fake.MetaEmulator, tmp_path: Path
+) -> None:
+    cfg = config(graph, tmp_path)
+    first = run_tap(cfg, tmp_path / "first")
+    assert first.returncode == 0, first.stderr
+    pdf_routes = (fake.ROUTE_PDF_CDN, fake.ROUTE_PDF_GRAPH)
+    assert sum(graph.emulator.counters[r] for r in pdf_routes) == len(first.records[STREAM])
+    before = {r["id"]: r for r in first.records[STREAM]}
+    graph.emulator.counters.clear()
+
+    second = run_tap(cfg, tmp_path / "second", state=first.state)
+    assert second.returncode == 0, second.stderr
+    assert second.records[STREAM], "the look-back re-reads some invoices"
+    assert sum(graph.emulator.counters[r] for r in pdf_routes) == 0
+    for record in second.records[STREAM]:
+        old = before[record["id"]]
+        assert (record["pdf_sha256"], record["pdf_uri"]) == (old["pdf_sha256"], old["pdf_uri"])
+
+    # A file gone from the destination is downloaded again, not reported as stored.
+    gone = second.records[STREAM][0]
+    Path(gone["pdf_uri"]).unlink()
+    graph.emulator.counters.clear()
+    third = run_tap(cfg, tmp_path / "third", state=second.state)
+    assert third.returncode == 0, third.stderr
+    assert sum(graph.emulator.counters[r] for r in pdf_routes) == 1
+    assert Path(gone["pdf_uri"]).read_bytes().startswith(b"%PDF")
+
+
 def test_second_run_rereads_lookback_and_upserts_payment_status(
     graph: fake.MetaEmulator, tmp_path: Path
 ) -> None:

@@ -26,6 +26,7 @@ from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import (
     DocumentSettings,
     DocumentStore,
+    KnownDocuments,
     StoredDocument,
     pdf_fields,
     unwrap_pdf,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 INVOICES_STREAM = "meta_invoices"
 CAMPAIGNS_STREAM = "meta_invoice_campaigns"
 BOOKMARKS_KEY = "businesses"
+DOCUMENTS_KEY = "documents"  # PDFs stored by earlier runs: {business/invoice: remember(...)}
 
 
 @dataclass
@@ -111,6 +113,7 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
         self.documents = DocumentSettings.from_config(tap.config)
         self._store = DocumentStore(self.documents)
         self._failures = tap.failures
+        self._known = KnownDocuments(self._store, {})  # replaced by the state's, per run
 
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         return [to_invoice(record)]
@@ -134,6 +137,7 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
 
     def _records(self) -> Iterator[dict[str, Any]]:
         bookmarks: dict[str, Any] = self.stream_state.setdefault(BOOKMARKS_KEY, {})
+        self._known = KnownDocuments(self._store, self.stream_state.setdefault(DOCUMENTS_KEY, {}))
         graph = MetaGraph(self.settings, retry=retry_policy(self.config))
         workers = int(self.config.get("max_workers") or 4)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meta")
@@ -144,6 +148,19 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
         finally:
             # A refused token ends the source: queued PDF and campaign calls are dropped.
             pool.shutdown(wait=True, cancel_futures=True)
+        if self._known.reused:
+            self.logger.info("Meta: %d PDF(s) stored by earlier runs reused", self._known.reused)
+        self._known.forget(lambda key, entry: self._before_lookback(key, entry, bookmarks))
+
+    def _before_lookback(
+        self, key: str, entry: Mapping[str, Any], bookmarks: Mapping[str, Any]
+    ) -> bool:
+        """Whether the next run's look-back starts after this document's issue date."""
+        synced = (bookmarks.get(key.split("/", 1)[0]) or {}).get("issued_through")
+        if not synced:
+            return False
+        first = add_months(dt.date.fromisoformat(synced), -self.settings.lookback_months)
+        return str(entry.get("issue_date") or "") < first.isoformat()
 
     def _business(
         self,
@@ -212,10 +229,16 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
         return pending, complete
 
     def _download(self, graph: MetaGraph, business: str, raw: Mapping[str, Any]) -> StoredDocument:
-        what = f"PDF of invoice {raw.get('invoice_id') or raw['id']}"
+        name = str(raw.get("invoice_id") or raw["id"])
+        # An issued invoice's PDF does not change: one stored by an earlier run costs no call.
+        known = self._known.reuse(
+            _document_key(business, raw), source="meta", account=business, name=name
+        )
+        if known is not None:
+            return known
+        what = f"PDF of invoice {name}"
         data = graph.download_pdf(raw, business, self.documents.max_bytes, what)
         pdf = unwrap_pdf(data, self.documents.max_bytes, what)
-        name = str(raw.get("invoice_id") or raw["id"])
         return self._store.store(pdf, source="meta", account=business, name=name)
 
     def _finish(self, item: Pending, business: str) -> bool:
@@ -237,7 +260,13 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
             if download.failed:
                 return False
             item.record.update(pdf_fields(document))
+            key = _document_key(business, item.raw)
+            self._known.note(key, document, issue_date=item.record.get("issue_date"))
         return ok
+
+
+def _document_key(business: str, raw: Mapping[str, Any]) -> str:
+    return f"{business}/{raw['id']}"
 
 
 def _label(business: str, raw: Mapping[str, Any]) -> str:
