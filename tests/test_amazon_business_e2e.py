@@ -202,7 +202,8 @@ def test_fatal_and_cancelled_are_recorded_and_hold_the_bookmark(
     fatal, cancelled = documents[1]["invoice_number"], documents[3]["invoice_number"]
     ab.knobs["ab_fatal_invoices"] = [fatal]
     ab.knobs["ab_cancelled_invoices"] = [cancelled]
-    config = config_for(ab, tmp_path)
+    # CANCELLED documents are asked again on a schedule (1, 7, 30 days); here at once.
+    config = config_for(ab, tmp_path, cancelled_retry_days=[0])
     first = run_tap(config, tmp_path / "run1")
     assert first.returncode == 1
     assert f"FAILED {DOCS} [invoice {fatal}" in first.stderr

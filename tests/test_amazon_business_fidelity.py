@@ -7,16 +7,18 @@ CANCELLED reports retried on a schedule, consolidated invoices, payment status.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from tap_ad_invoices.emulator import Emulator
 from tap_ad_invoices.emulator import amazon_business as ab_emulator
 from tests.tap_runner import run_tap
-from tests.test_amazon_business_e2e import TXNS, ab, config_for
+from tests.test_amazon_business_e2e import DOCS, TXNS, ab, config_for, doc_state
 from tests.test_amazon_business_stores import done_by_region, stores_config, truth_hashes
 
 __all__ = ["ab"]  # the fixture, shared with the end-to-end tests
@@ -128,3 +130,75 @@ def test_each_region_gets_its_own_request_keys_and_the_wrong_ones_are_refused(
     assert done_by_region(wrong) == {}
     assert "reportOptions.orderId is required" in wrong.stderr
     assert "reportOptions.invoiceId and reportOptions.documentType are required" in wrong.stderr
+
+
+# -- CANCELLED documents: asked again on a schedule ------------------------------------------
+def days_ago(state: dict[str, Any], key: str, days: int) -> dict[str, Any]:
+    """The state as if the document had first come back CANCELLED `days` days ago."""
+    moved = copy.deepcopy(state)
+    entry = moved["bookmarks"][DOCS]["cancelled"][key]
+    entry["first_cancelled"] = (
+        dt.date.fromisoformat(entry["first_cancelled"]) - dt.timedelta(days=days)
+    ).isoformat()
+    return moved
+
+
+def test_a_cancelled_document_is_asked_again_after_1_7_and_30_days_then_given_up(
+    ab: Emulator, tmp_path: Path
+) -> None:
+    documents = ab.sources["amazon_business"].truth()["documents"]
+    number = next(d["invoice_number"] for d in documents if d["document_type"] == "Invoice")
+    key = f"{number}|Invoice"
+    ab.knobs["ab_cancelled_invoices"] = [number]  # say, a card-paid order in NA
+    config = config_for(ab, tmp_path)
+    today = dt.datetime.now(dt.timezone.utc).date()
+
+    def run(name: str, state: dict[str, Any] | None) -> tuple[Any, int]:
+        with ab.lock:
+            ab.counters.clear()
+        done = run_tap(config, tmp_path / name, state=state)
+        assert done.returncode == 0, done.stderr
+        return done, ab.counters[ab_emulator.ROUTE_CREATE]
+
+    first, _ = run("run1", None)
+    record = next(r for r in first.records[DOCS] if r["invoice_number"] == number)
+    assert record["processing_status"] == "CANCELLED"
+    assert record["next_request_date"] == (today + dt.timedelta(days=1)).isoformat()
+    entry = doc_state(first)["cancelled"][key]
+    assert entry["first_cancelled"] == today.isoformat() and entry["retries"] == 0
+    # Remembered in state, so the bookmark need not wait at its transactions.
+    fed = min(
+        t["feedDate"]
+        for t in ab.sources["amazon_business"].truth()["transactions"]
+        if t.get("invoiceNumber") == number
+        or any(line["orderId"] in record["order_ids"] for line in t["transactionLineItems"])
+    )
+    assert doc_state(first)["feed_date_bookmark"] > fed
+
+    # Same day, nothing changed: no createReport at all (it was one a run before).
+    second, creates = run("run2", first.state)
+    assert creates == 0 and second.records.get(DOCS, []) == []
+
+    expected_next = {1: 7, 7: 30}
+    state = second.state
+    assert state is not None
+    for ago in (1, 7):
+        later, creates = run(f"after{ago}", days_ago(state, key, ago))
+        assert creates == 1
+        (again,) = later.records[DOCS]
+        first_day = today - dt.timedelta(days=ago)
+        assert (
+            again["next_request_date"]
+            == (first_day + dt.timedelta(days=expected_next[ago])).isoformat()
+        )
+        state = days_ago(later.state or {}, key, -ago)  # back to the real first day
+
+    last, creates = run("after30", days_ago(state, key, 30))
+    assert creates == 1
+    (given_up,) = last.records[DOCS]
+    assert given_up["processing_status"] == "CANCELLED" and given_up["next_request_date"] is None
+    assert doc_state(last)["cancelled"][key]["gave_up"] is True
+    assert f"invoice {number} (Invoice" in last.stderr and "given up" in last.stderr
+
+    after, creates = run("after31", days_ago(last.state or {}, key, 1))
+    assert creates == 0 and after.records.get(DOCS, []) == []

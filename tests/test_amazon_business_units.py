@@ -524,3 +524,23 @@ def test_report_options_name_one_line_item_of_the_document_by_order() -> None:
         "orderLineItemId": "l3",
         "shipmentId": "s2",
     }
+
+
+def test_a_number_unknown_to_the_details_is_not_requested_as_both_types() -> None:
+    line = {"orderId": "o1", "orderLineItemId": "l1", "shipmentId": "s1"}
+    charge = {
+        "transactionId": "C1",
+        "transactionType": "CHARGE",
+        "feedDate": "2026-01-02T00:00:00.000Z",
+        "marketplaceId": "ATVPDKIKX0DER",
+        "invoiceNumber": "N1",
+        "transactionLineItems": [line],
+    }
+    refund = {**charge, "transactionId": "R1", "transactionType": "REFUND"}
+    plan = plan_documents(
+        [charge, refund],
+        {},
+        document_types=("Invoice", "Credits"),
+        marketplace_ids=("ATVPDKIKX0DER",),
+    )
+    assert set(plan) == {"N1|Invoice"}

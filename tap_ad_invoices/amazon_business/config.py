@@ -28,6 +28,10 @@ DOCUMENT_TYPES = ("Invoice", "Credits")
 # How createReport names a document (reportOptions): NA by invoiceId + documentType; EU by
 # order (orderId, the only required key there since July 2025); JP unconfirmed, as EU.
 INVOICE_KEYS, ORDER_KEYS = "invoice", "order"
+# A CANCELLED report means Amazon has no such document (yet): an NA card-paid order, a
+# credit memo not issued. Asked again this many days after the first CANCELLED, then
+# given up: each ask costs a createReport, of which Amazon allows one a minute.
+CANCELLED_RETRY_DAYS = (1, 7, 30)
 DOCUMENT_REQUEST_KEYS = {"NA": INVOICE_KEYS, "EU": ORDER_KEYS, "JP": ORDER_KEYS}
 
 # One regional store of the business: its own authorisation, marketplaces and hosts.
@@ -85,6 +89,13 @@ CONFIG_PROPERTY = th.Property(
             "region: invoice in NA, order in EU and JP.",
         ),
         th.Property(
+            "cancelled_retry_days",
+            th.ArrayType(th.IntegerType),
+            default=[1, 7, 30],
+            description="A document whose report came back CANCELLED (no such document) is "
+            "asked for again this many days after the first CANCELLED, then given up.",
+        ),
+        th.Property(
             "lookback_days",
             th.IntegerType,
             default=30,
@@ -134,6 +145,7 @@ class AmazonBusinessSettings:
     marketplace_ids: tuple[str, ...]
     document_types: tuple[str, ...]
     document_request_keys: str
+    cancelled_retry_days: tuple[int, ...]
     lookback_days: int
     poll_interval_seconds: float
     window_days: int
@@ -172,6 +184,9 @@ class AmazonBusinessSettings:
                 store.get("document_request_keys")
                 or section.get("document_request_keys")
                 or DOCUMENT_REQUEST_KEYS[region]
+            ),
+            cancelled_retry_days=tuple(
+                int(d) for d in section.get("cancelled_retry_days") or CANCELLED_RETRY_DAYS
             ),
             lookback_days=int(section.get("lookback_days", 30)),
             poll_interval_seconds=float(section.get("poll_interval_seconds", 15)),
@@ -250,6 +265,7 @@ def validate(section: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         _check_stores(section)
     _check_strings("document_types", section.get("document_types"), choices=DOCUMENT_TYPES)
     _check_request_keys(section, KEY)
+    _check_retry_days(section.get("cancelled_retry_days"))
     check_int(KEY, "lookback_days", section.get("lookback_days"), minimum=0)
     check_int(KEY, "window_days", section.get("window_days"), minimum=1)
     check_int(KEY, "max_documents_per_run", section.get("max_documents_per_run"), minimum=1)
@@ -268,6 +284,19 @@ def _check_store(store: Mapping[str, Any], name: str) -> None:
     _check_url("token_url", store.get("token_url"), name=name)
     if name != KEY:
         _check_request_keys(store, name)
+
+
+def _check_retry_days(value: Any) -> None:
+    if value is None:
+        return
+    name = f"{KEY}.cancelled_retry_days"
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 10
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in value)
+        or value != sorted(value)
+    ):
+        raise ConfigError(name, f"expected 1 to 10 increasing whole days >= 0, got {value!r}")
 
 
 def _check_request_keys(section: Mapping[str, Any], name: str) -> None:

@@ -437,6 +437,15 @@ def plan_documents(
                     names.setdefault(index, set()).add(number)
         for number, covered in by_invoice.items():
             add(number, txn, covered, names)
+    # One type per number: the invoice details name it. A number they do not know is
+    # typed by the transactions naming it, and when a charge and a refund both name it,
+    # it is the charge's invoice the refund refers to: a "Credits" request for it would
+    # only ever come back CANCELLED (no such document), spending a createReport a run.
+    for doc_key, request in list(plan.items()):
+        number = request.invoice_number
+        credits = request.document_type == "Credits"
+        if credits and number not in invoice_meta and f"{number}|Invoice" in plan:
+            del plan[doc_key]
     # A document named only by the other kind waits for its own: a credit memo already in
     # the invoice details of a charge whose refund is not fed yet, or an invoice named by a
     # refund long after its charge left the look-back window (fetched then). Requested

@@ -8,6 +8,9 @@ State of `amazon_business_invoice_documents` (custom keys in its bookmark):
   report exists, so the next run polls it instead of creating it again.
 - delivered: {invoice|type: last feed date}, documents already emitted inside
   the look-back window, so re-read transactions cause no createReport call.
+- cancelled: {invoice|type: {first_cancelled, last_cancelled, retries, gave_up,
+  request}}, documents whose report came back CANCELLED: asked again
+  `cancelled_retry_days` (1, 7, 30) after the first, then given up (a warning names it).
 """
 
 from __future__ import annotations
@@ -46,6 +49,19 @@ if TYPE_CHECKING:
     from tap_ad_invoices.tap import TapAdInvoices
 
 LOGGER = logging.getLogger("tap_ad_invoices.amazon_business")
+
+
+KEEP_GIVEN_UP_DAYS = 365  # a given-up CANCELLED document stays in state this long
+
+
+def retry_due(entry: Mapping[str, Any], today: dt.date, days: tuple[int, ...]) -> bool:
+    """Is a CANCELLED document due to be asked again today (`cancelled_retry_days`)?"""
+    if entry.get("gave_up"):
+        return False
+    retries = min(int(entry.get("retries", 0)), len(days) - 1)
+    first = dt.date.fromisoformat(entry["first_cancelled"])
+    return today >= first + dt.timedelta(days=days[retries])
+
 
 MONEY = th.ObjectType(
     th.Property("amount", th.NumberType),
@@ -315,6 +331,12 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         th.Property("report_id", th.StringType),
         th.Property("report_document_id", th.StringType),
         th.Property("processing_status", th.StringType, description="DONE, CANCELLED, FATAL"),
+        th.Property(
+            "next_request_date",
+            th.DateType,
+            description="CANCELLED: the day the document is asked for again (1, 7 and 30 "
+            "days after the first CANCELLED); null once given up.",
+        ),
         th.Property("sha256", th.StringType),
         th.Property("size", th.IntegerType),
         th.Property("page_count", th.IntegerType),
@@ -374,6 +396,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         state = self.get_context_state(context)
         delivered: dict[str, str] = state.setdefault("delivered", {})
         pending: dict[str, dict[str, Any]] = state.setdefault("pending_reports", {})
+        cancelled: dict[str, dict[str, Any]] = state.setdefault("cancelled", {})
         bookmark = _parse(state.get("feed_date_bookmark"))
         lookback = dt.timedelta(days=settings.lookback_days)
         start = max(settings.start_date, bookmark - lookback) if bookmark else settings.start_date
@@ -402,13 +425,30 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         for key, entry in pending.items():
             request = plan.get(key) or DocumentRequest.from_state(entry["request"])
             resumed.append((request, str(entry["report_id"])))
+        today = self.today()
+        waiting = {
+            key
+            for key, entry in cancelled.items()
+            if not retry_due(entry, today, settings.cancelled_retry_days)
+        }
+        due = {
+            key: plan.get(key) or DocumentRequest.from_state(entry["request"])
+            for key, entry in cancelled.items()
+            if key not in waiting and key not in pending
+        }
+        skip = {*delivered, *pending, *due}
         todo = sorted(
-            (r for key, r in plan.items() if key not in delivered and key not in pending),
+            [
+                *(r for key, r in plan.items() if key not in skip),
+                *due.values(),
+            ],
             key=lambda r: (r.first_feed_date, r.key),
         )
+        todo = [r for r in todo if r.key not in waiting]
         LOGGER.info(
             "amazon_business: %d transactions fed %s..%s lead to %d documents: %d already "
-            "delivered, %d reports to resume, %d to request",
+            "delivered, %d reports to resume, %d to request (%d of them CANCELLED before and "
+            "due again), %d CANCELLED before and not due again yet",
             len(transactions),
             iso_utc(start),
             iso_utc(read_until),
@@ -416,6 +456,8 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             sum(1 for key in plan if key in delivered),
             len(resumed),
             len(todo),
+            len(due),
+            len(waiting),
         )
 
         def on_created(request: DocumentRequest, report_id: str) -> None:
@@ -436,6 +478,9 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         )
         for outcome in runner.run(todo, resumed):
             request = outcome.request
+            retry = None
+            if outcome.status == pipeline.CANCELLED:
+                retry = self._cancelled(cancelled, request, today, settings)
             if outcome.status in (pipeline.DONE, pipeline.CANCELLED, pipeline.FATAL):
                 record = document_record(
                     request,
@@ -444,10 +489,14 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
                     report_document_id=outcome.report_document_id,
                     stored=outcome.stored,
                 )
-                yield {**record, "region": settings.region}
+                yield {**record, "region": settings.region, "next_request_date": retry}
             # The record above is written by now: only then is it safe to remember it.
             if outcome.status == pipeline.DONE:
                 delivered[request.key] = request.last_feed_date
+                cancelled.pop(request.key, None)
+            elif outcome.status == pipeline.CANCELLED:
+                # Remembered with its request in `cancelled`: the bookmark need not wait.
+                self._explain(outcome, retry)
             else:
                 holds.append(request.first_feed_date)
                 self._explain(outcome)
@@ -467,15 +516,65 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             fed = _parse(feed)
             if fed is not None and fed < next_start:
                 del delivered[key]  # outside the next run's look-back: never seen again
+        for key, entry in list(cancelled.items()):
+            # Given up: kept a year for the record, then dropped once its transactions
+            # are no longer re-read (or it would be asked for again).
+            fed = _parse(entry["request"].get("last_feed_date"))
+            gave_up = dt.date.fromisoformat(entry["last_cancelled"])
+            if (
+                entry.get("gave_up")
+                and (today - gave_up).days > KEEP_GIVEN_UP_DAYS
+                and (fed is None or fed < next_start)
+            ):
+                del cancelled[key]
 
-    def _explain(self, outcome: pipeline.Outcome) -> None:
+    def today(self) -> dt.date:
+        """The UTC day of this run, which the CANCELLED retry schedule counts in."""
+        return dt.datetime.now(dt.timezone.utc).date()
+
+    def _cancelled(
+        self,
+        cancelled: dict[str, dict[str, Any]],
+        request: DocumentRequest,
+        today: dt.date,
+        settings: AmazonBusinessSettings,
+    ) -> str | None:
+        """Remember a CANCELLED document; the day it is asked again, or None: given up."""
+        days = settings.cancelled_retry_days
+        entry = cancelled.get(request.key)
+        if entry is None:
+            entry = {"first_cancelled": today.isoformat(), "retries": 0}
+        else:
+            # A retry: counted by the schedule's days passed, so a run skipped for a week
+            # does not make the next runs retry day after day to catch up.
+            first = dt.date.fromisoformat(entry["first_cancelled"])
+            passed = sum(1 for d in days if today >= first + dt.timedelta(days=d))
+            entry["retries"] = max(passed, int(entry.get("retries", 0)) + 1)
+        entry["last_cancelled"] = today.isoformat()
+        entry["request"] = request.to_state()
+        cancelled[request.key] = entry
+        if entry["retries"] >= len(days):
+            entry["gave_up"] = True
+            return None
+        first = dt.date.fromisoformat(entry["first_cancelled"])
+        return (first + dt.timedelta(days=days[entry["retries"]])).isoformat()
+
+    def _explain(self, outcome: pipeline.Outcome, retry: str | None = None) -> None:
         item = outcome.request.describe()
         if outcome.report_id:
             item += f" report {outcome.report_id}"
         if outcome.status in (pipeline.FATAL, pipeline.FAILED):
             self.record_failure(item, outcome.detail)
+        elif outcome.status == pipeline.CANCELLED and retry:
+            self.logger.info("%s: %s; asked again on %s", item, outcome.detail, retry)
         elif outcome.status == pipeline.CANCELLED:
-            self.logger.warning("%s: %s; retried next run", item, outcome.detail)
+            self.logger.warning(
+                "%s: %s, also after %s days: given up (it stays in cancelled of this "
+                "stream's state with gave_up; delete it there to ask again)",
+                item,
+                outcome.detail,
+                ", ".join(str(d) for d in self._store(None).settings.cancelled_retry_days),
+            )
         elif outcome.status == pipeline.PENDING:
             self.logger.info("%s still running: resumed next run", item)
 
