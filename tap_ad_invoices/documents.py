@@ -367,10 +367,21 @@ class KnownDocuments:
         self._at_start = dict(entries)
         self.reused = 0
 
-    def reuse(self, key: str, *, source: str, account: str, name: str) -> StoredDocument | None:
-        stored = self._store.already_stored(
-            self._at_start.get(key), source=source, account=account, name=name
-        )
+    def reuse(
+        self,
+        key: str,
+        *,
+        source: str,
+        account: str,
+        name: str,
+        unchanged: Mapping[str, Any] | None = None,
+    ) -> StoredDocument | None:
+        """The stored document, if any; `unchanged` are fields `note` kept that must still
+        hold (a payment status a PDF may print), else it is downloaded again."""
+        known = self._at_start.get(key)
+        if known and any(known.get(k) != v for k, v in (unchanged or {}).items()):
+            return None
+        stored = self._store.already_stored(known, source=source, account=account, name=name)
         if stored is not None:
             self.reused += 1
         return stored

@@ -252,13 +252,17 @@ def test_a_lookback_reread_reuses_stored_pdfs_without_a_call(
         old = before[record["id"]]
         assert (record["pdf_sha256"], record["pdf_uri"]) == (old["pdf_sha256"], old["pdf_uri"])
 
-    # A file gone from the destination is downloaded again, not reported as stored.
+    # Downloaded again: a file gone from the destination, and an invoice paid since (its
+    # PDF may say so; Meta does not document that it does not).
     gone = second.records[STREAM][0]
     Path(gone["pdf_uri"]).unlink()
+    unpaid = [r for r in second.records[STREAM] if r["payment_status"] == "UNPAID"]
+    assert unpaid and unpaid[0]["id"] != gone["id"]
+    graph.mutate({"op": "pay", "id": unpaid[0]["id"]})
     graph.emulator.counters.clear()
     third = run_tap(cfg, tmp_path / "third", state=second.state)
     assert third.returncode == 0, third.stderr
-    assert sum(graph.emulator.counters[r] for r in pdf_routes) == 1
+    assert sum(graph.emulator.counters[r] for r in pdf_routes) == 2
     assert Path(gone["pdf_uri"]).read_bytes().startswith(b"%PDF")
 
 

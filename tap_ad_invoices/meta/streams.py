@@ -230,9 +230,12 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
 
     def _download(self, graph: MetaGraph, business: str, raw: Mapping[str, Any]) -> StoredDocument:
         name = str(raw.get("invoice_id") or raw["id"])
-        # An issued invoice's PDF does not change: one stored by an earlier run costs no call.
+        # A PDF stored by an earlier run costs no call. Meta does not say whether the PDF
+        # changes once the invoice is paid, so it is reused only while the status holds.
+        key = _document_key(business, raw)
+        unchanged = {"payment_status": raw.get("payment_status")}
         known = self._known.reuse(
-            _document_key(business, raw), source="meta", account=business, name=name
+            key, source="meta", account=business, name=name, unchanged=unchanged
         )
         if known is not None:
             return known
@@ -261,7 +264,12 @@ class MetaInvoicesStream(FeedsInvoices, CheckpointingStream):
                 return False
             item.record.update(pdf_fields(document))
             key = _document_key(business, item.raw)
-            self._known.note(key, document, issue_date=item.record.get("issue_date"))
+            self._known.note(
+                key,
+                document,
+                issue_date=item.record.get("issue_date"),
+                payment_status=item.raw.get("payment_status"),
+            )
         return ok
 
 
