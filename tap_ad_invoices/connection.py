@@ -42,8 +42,12 @@ def probe_google_ads(config: Mapping[str, Any]) -> str:
         customer = settings.customer_ids[0]
         setups = api.billing_setups(customer)  # one GAQL search: read-only
         return f"token refreshed; customer {customer}: {len(setups)} billing setup(s)"
-    customers = api.serving_customers()
-    return f"token refreshed; {len(customers)} serving account(s) under the manager"
+    customers = api.customers()
+    serving = sum(1 for customer in customers if customer.serving)
+    return (
+        f"token refreshed; {serving} serving account(s) and {len(customers) - serving} that "
+        "stopped serving (read for their final invoices) under the manager"
+    )
 
 
 def probe_amazon_business(config: Mapping[str, Any]) -> str:

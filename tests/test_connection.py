@@ -20,6 +20,7 @@ CREATING = ("ads.statements.create", "ab.reports.create", "google.pdf")
 def test_connection_test_is_read_only_and_says_one_line_per_source(
     emulator: Emulator, emulator_config: dict, tmp_path
 ):
+    emulator_config["google_ads"].pop("customer_ids")  # discovery under the manager
     run = run_tap(emulator_config, tmp_path, args=["--test"])
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if "Connection test:" in line]
@@ -27,6 +28,10 @@ def test_connection_test_is_read_only_and_says_one_line_per_source(
     for source in configured(emulator_config):
         assert [line for line in lines if f"Connection test: {source} ok" in line], source
     assert not run.records
+    # Discovery counts the accounts that stopped serving: their final invoices are read.
+    lapsed = len(emulator.sources["google_ads"].truth()["lapsed_customers"])
+    [google] = [line for line in lines if "google_ads ok" in line]
+    assert lapsed and f" and {lapsed} that stopped serving" in google
     created = {
         name: n
         for name, n in emulator.counters.items()
