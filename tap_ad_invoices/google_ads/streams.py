@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from tap_ad_invoices.documents import (
     DocumentSettings,
     DocumentStore,
+    KnownDocuments,
     StoredDocument,
     pdf_fields,
-    remember,
     unwrap_pdf,
 )
 from tap_ad_invoices.errors import Caught, FailureLedger, item_errors
@@ -182,9 +182,7 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         self._pdf_lock = threading.Lock()
         self._pdf_claimed: set[str] = set()  # one download per invoice id, whichever customer
         self._pdfs: dict[str, Future[StoredDocument]] = {}  # until the record is written
-        self._documents: dict[str, Any] = {}  # state's record of stored PDFs, updated in order
-        self._known_pdfs: dict[str, Any] = {}  # its copy at the start, read by worker threads
-        self.reused_pdfs = 0
+        self._known = KnownDocuments(self._store, {})  # replaced by the state's, per run
         self._open_month = month_start(dt.datetime.now(dt.timezone.utc))  # set again to sync
 
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
@@ -224,8 +222,7 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         # "This month" for the whole run, so a run across midnight of the 1st is consistent.
         self._open_month = month_start(dt.datetime.now(dt.timezone.utc))
         bookmarks: dict[str, Any] = state.setdefault(BOOKMARKS_KEY, {})
-        documents: dict[str, Any] = state.setdefault(DOCUMENTS_KEY, {})
-        self._documents, self._known_pdfs = documents, dict(documents)
+        self._known = KnownDocuments(self._store, state.setdefault(DOCUMENTS_KEY, {}))
         # Imported only to sync: the google-ads client costs ~1 s of start-up.
         from tap_ad_invoices.google_ads.client import GoogleAdsApi
 
@@ -238,20 +235,15 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             pdf_pool.shutdown(wait=True, cancel_futures=True)
-        if self.reused_pdfs:
+        if self._known.reused:
             self.logger.info(
                 "Google Ads: %d PDF(s) already stored by an earlier run, not downloaded again",
-                self.reused_pdfs,
+                self._known.reused,
             )
-        self._forget_documents_before_the_lookback(documents)
-
-    def _forget_documents_before_the_lookback(self, documents: dict[str, Any]) -> None:
-        """State keeps only the PDFs a later run's look-back can re-read."""
+        # State keeps only the PDFs a later run's look-back can re-read.
         _, end = sync_range(self.config)
-        lookback = 1 - self.settings.lookback_months
-        oldest = f"{add_months(self._last_closed(end), lookback):%Y-%m}"
-        for invoice_id in [i for i, d in documents.items() if d["issue_month"] < oldest]:
-            del documents[invoice_id]
+        oldest = f"{add_months(self._last_closed(end), 1 - self.settings.lookback_months):%Y-%m}"
+        self._known.forget(lambda invoice_id, entry: entry["issue_month"] < oldest)
 
     def _customers(self, api: GoogleAdsApi) -> list[Customer]:
         from tap_ad_invoices.google_ads.client import Customer
@@ -350,12 +342,11 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
     ) -> Future[StoredDocument]:
         # An issued invoice's PDF does not change (corrections are new invoices or credit
         # memos), so one stored by an earlier run is reused while its file is in place.
-        stored = self._store.already_stored(
-            self._known_pdfs.get(invoice_id), source="google_ads", account=account, name=invoice_id
+        stored = self._known.reuse(
+            invoice_id, source="google_ads", account=account, name=invoice_id
         )
         if stored is None:
             return pool.submit(self._download, api, invoice_id, url, account)
-        self.reused_pdfs += 1
         reused: Future[StoredDocument] = Future()
         reused.set_result(stored)
         return reused
@@ -485,5 +476,5 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
         if fetched.failed:
             return False
         record.update(pdf_fields(document))
-        self._documents[record["id"]] = {**remember(document), "issue_month": record["issue_month"]}
+        self._known.note(record["id"], document, issue_month=record["issue_month"])
         return True
