@@ -202,3 +202,21 @@ def test_a_cancelled_document_is_asked_again_after_1_7_and_30_days_then_given_up
 
     after, creates = run("after31", days_ago(last.state or {}, key, 1))
     assert creates == 0 and after.records.get(DOCS, []) == []
+
+
+# -- the createReport budget in the end-of-run line -----------------------------------------
+def test_the_run_ends_saying_the_create_report_budget_left_per_store(
+    ab: Emulator, tmp_path: Path
+) -> None:
+    ab.knobs["rate_limits"][ab_emulator.ROUTE_CREATE] = [0.01, 15]  # the tap follows it
+    config = stores_config(ab, tmp_path)
+    config["amazon_business"]["max_documents_per_run"] = 3  # per store
+    run = run_tap(config, tmp_path / "run")
+    assert run.returncode == 0, run.stderr
+    assert ab.counters[ab_emulator.ROUTE_CREATE] == 6
+    # Three tokens spent per store, none back within the run at one per 100 s.
+    (line,) = [line for line in run.stderr.splitlines() if "API calls of amazon_business" in line]
+    assert (
+        "createReport budget left: NA 12 of 15, one more every 100s, "
+        "EU 12 of 15, one more every 100s"
+    ) in line

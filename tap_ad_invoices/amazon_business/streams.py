@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk import Stream
 from singer_sdk import typing as th
 
+from tap_ad_invoices.calls import CALLS
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import DocumentSettings, DocumentStore
 from tap_ad_invoices.errors import FailureLedger, describe, fails_source
@@ -393,6 +394,8 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         self, store: Store, context: Mapping[str, Any] | None
     ) -> Iterable[dict[str, Any]]:
         settings = store.settings
+        # Said at the end of the run (calls.py): what createReport quota is left.
+        CALLS.note(KEY, "createReport budget left", self._create_budget)
         state = self.get_context_state(context)
         delivered: dict[str, str] = state.setdefault("delivered", {})
         pending: dict[str, dict[str, Any]] = state.setdefault("pending_reports", {})
@@ -558,6 +561,13 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             return None
         first = dt.date.fromisoformat(entry["first_cancelled"])
         return (first + dt.timedelta(days=days[entry["retries"]])).isoformat()
+
+    def _create_budget(self) -> str:
+        if len(self.stores) == 1:
+            return self.stores[0].client.create_budget()
+        return ", ".join(
+            f"{store.settings.region} {store.client.create_budget()}" for store in self.stores
+        )
 
     def _explain(self, outcome: pipeline.Outcome, retry: str | None = None) -> None:
         item = outcome.request.describe()
