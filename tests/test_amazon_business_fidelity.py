@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,43 @@ def test_the_run_ends_saying_the_create_report_budget_left_per_store(
         "createReport budget left: NA 12 of 15, one more every 100s, "
         "EU 12 of 15, one more every 100s"
     ) in line
+
+
+# -- consolidated invoices ------------------------------------------------------------------
+def test_a_consolidated_invoice_is_fetched_once_issued_and_waited_for_while_pending(
+    ab: Emulator, tmp_path: Path
+) -> None:
+    emulated = ab.sources["amazon_business"]
+    charges = [t for t in emulated.truth()["transactions"] if t["transactionType"] == "CHARGE"]
+    billed = charges[-2:]  # the two newest orders, billed together
+    ab.knobs["ab_consolidated_orders"] = [t["transactionLineItems"][0]["orderId"] for t in billed]
+    config = config_for(ab, tmp_path)
+
+    pending = run_tap(config, tmp_path / "pending")
+    assert pending.returncode == 0, pending.stderr
+    consolidated = [r for r in pending.records[DOCS] if r["invoice_type"] == "CONSOLIDATED"]
+    assert consolidated == []
+    # Its charges stay open: the bookmark does not pass the older of them.
+    assert doc_state(pending)["feed_date_bookmark"] <= min(t["feedDate"] for t in billed)
+
+    ab.knobs["ab_consolidated_issued"] = True
+    with ab.lock:
+        ab.counters.clear()
+    issued = run_tap(config, tmp_path / "issued", state=pending.state)
+    assert issued.returncode == 0, issued.stderr
+    assert ab.counters[ab_emulator.ROUTE_CREATE] == 1
+    (document,) = issued.records[DOCS]
+    invoice = emulated.consolidated("NA")
+    assert document["invoice_number"] == invoice.invoice_number
+    assert document["invoice_type"] == "CONSOLIDATED" and document["processing_status"] == "DONE"
+    assert document["sha256"] == hashlib.sha256(invoice.pdf).hexdigest()
+    assert sorted(document["order_ids"]) == sorted(ab.knobs["ab_consolidated_orders"])
+    # Its money is counted in the invoices it consolidates, never twice.
+    assert document["total_amount"] is None and "consolidated" in document["amount_status"]
+    assert doc_state(issued)["feed_date_bookmark"] > max(t["feedDate"] for t in billed)
+
+    with ab.lock:
+        ab.counters.clear()
+    again = run_tap(config, tmp_path / "again", state=issued.state)
+    assert again.returncode == 0, again.stderr
+    assert ab.counters[ab_emulator.ROUTE_CREATE] == 0

@@ -217,6 +217,9 @@ class DocumentRequest:
         """
         if keys == INVOICE_KEYS:
             return {"invoiceId": self.invoice_number, "documentType": self.document_type}
+        if self.invoice_type == CONSOLIDATED:
+            # It bills whole orders: one of them names it (the others would too).
+            return {"orderId": min(self.order_ids)}
         if self.line_item:
             order, line, shipment = self.line_item
             options = {"orderId": order, "orderLineItemId": line, "shipmentId": shipment}
@@ -437,6 +440,8 @@ def plan_documents(
                     names.setdefault(index, set()).add(number)
         for number, covered in by_invoice.items():
             add(number, txn, covered, names)
+    if "Invoice" in document_types:
+        plan_consolidated(plan, transactions, details, marketplace_ids)
     # One type per number: the invoice details name it. A number they do not know is
     # typed by the transactions naming it, and when a charge and a refund both name it,
     # it is the charge's invoice the refund refers to: a "Credits" request for it would
@@ -451,6 +456,70 @@ def plan_documents(
     # refund long after its charge left the look-back window (fetched then). Requested
     # now, it would be written with amounts missing for good, or overwrite derived ones.
     return {key: request for key, request in plan.items() if request.named_by_own_kind}
+
+
+CONSOLIDATED = "CONSOLIDATED"  # invoice_type of a consolidated invoice (our word)
+PENDING_NUMBER = "Pending"  # consolidatedInvoiceDetails.invoiceNumber until it is issued
+
+
+def consolidated_number(detail: Mapping[str, Any]) -> str | None:
+    """The consolidated invoice an invoice detail names, once issued ("Pending" before)."""
+    number = (detail.get("consolidatedInvoiceDetails") or {}).get("invoiceNumber")
+    return None if not number or number == PENDING_NUMBER else str(number)
+
+
+def consolidation_pending(
+    transactions: Iterable[Mapping[str, Any]],
+    details: Mapping[LineItemKey, Sequence[Mapping[str, Any]]],
+) -> list[str]:
+    """Feed dates of charges with a line whose consolidated invoice is still "Pending"."""
+    dates = []
+    for txn in transactions:
+        if txn.get("transactionType") != "CHARGE":
+            continue
+        for item in txn.get("transactionLineItems") or []:
+            key = line_item_key(item)
+            if any(
+                (d.get("consolidatedInvoiceDetails") or {}).get("invoiceNumber") == PENDING_NUMBER
+                for d in (details.get(key, ()) if key else ())
+            ):
+                dates.append(str(txn["feedDate"]))
+                break
+    return dates
+
+
+def plan_consolidated(
+    plan: dict[str, DocumentRequest],
+    transactions: Iterable[Mapping[str, Any]],
+    details: Mapping[LineItemKey, Sequence[Mapping[str, Any]]],
+    marketplace_ids: Sequence[str],
+) -> None:
+    """The consolidated invoices the invoice details name, each once, as documents.
+
+    A consolidated invoice bills the orders of a period together. Its money is that of
+    the invoices it consolidates, already counted there: its own amounts stay null so
+    that no sum over `invoices` counts a purchase twice.
+    """
+    for txn in transactions:
+        if txn.get("marketplaceId") not in marketplace_ids or txn.get("transactionType") != (
+            "CHARGE"
+        ):
+            continue
+        for item in txn.get("transactionLineItems") or []:
+            key = line_item_key(item)
+            for detail in details.get(key, ()) if key else ():
+                number = consolidated_number(detail)
+                if number is None or key is None:
+                    continue
+                request = DocumentRequest(number, "Invoice", str(txn.get("marketplaceId")))
+                request = plan.setdefault(request.key, request)
+                request.invoice_type = CONSOLIDATED
+                request.cover(txn, [item])
+                request.name_line_item(key)
+                request.named_by_own_kind = True
+                request.amount_problems.add(
+                    "a consolidated invoice: its lines are counted in the invoices it consolidates"
+                )
 
 
 def attribute_money(

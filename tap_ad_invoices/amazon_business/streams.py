@@ -38,6 +38,7 @@ from .client import MAX_LINE_ITEMS_PER_CALL, AmazonBusinessClient, iso_utc
 from .config import KEY, AmazonBusinessSettings, stores_from_config
 from .conversion import (
     DocumentRequest,
+    consolidation_pending,
     details_by_line_item,
     document_record,
     feed_date,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("tap_ad_invoices.amazon_business")
 
 
+CONSOLIDATION_WAIT = dt.timedelta(days=62)  # consolidated invoices are monthly
 KEEP_GIVEN_UP_DAYS = 365  # a given-up CANCELLED document stays in state this long
 
 
@@ -408,6 +410,20 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         holds: list[str] = []  # feed dates the bookmark may not pass
         details, unresolved, unresolved_orders = self._invoice_details(store, transactions)
         holds += unresolved
+        # A consolidated invoice still "Pending": its charges stay in the next run's reads,
+        # for at most CONSOLIDATION_WAIT (it is issued after its period closes).
+        waited_enough = store.feed.run_end - CONSOLIDATION_WAIT
+        for charged in consolidation_pending(transactions, details):
+            if (_parse(charged) or waited_enough) >= waited_enough:
+                holds.append(charged)
+            else:
+                LOGGER.warning(
+                    "%sthe consolidated invoice of a charge fed %s is still Pending after %d "
+                    "days: no longer waited for",
+                    store_label(settings),
+                    charged,
+                    CONSOLIDATION_WAIT.days,
+                )
         plan = plan_documents(
             transactions,
             details,

@@ -19,6 +19,10 @@ createReport names the document as each region's API does: NA by `invoiceId` +
 `documentType`, EU by order (`orderId` required; `orderLineItemId`, `shipmentId`
 and `documentType`, default Invoice, narrow it down); the other region's keys are
 refused with 400 INVALID_REQUEST_PARAMETER.
+`ab_consolidated_orders` [order ids] bills those orders' line items together in a
+consolidated invoice: its number is "Pending" in consolidatedInvoiceDetails until
+`ab_consolidated_issued`, and then it has a document. Other invoice details carry
+no consolidatedInvoiceDetails.
 
 Bad inputs, for the failure boundary (all persistent until the knob is cleared):
 `ab_broken_transactions` {transactionId: "no_feed_date" | "no_transaction_id" |
@@ -432,6 +436,7 @@ class AmazonBusinessEmulator:
         self.reports: dict[str, Report] = {}
         self.sequence = itertools.count(1)
         self.documents_served: dict[str, str] = {}  # report document id -> sha256 served
+        self._consolidated: dict[tuple[str, str], Invoice] = {}
 
     def tap_config(self) -> dict[str, Any]:
         base = self.emulator.base_url
@@ -513,6 +518,52 @@ class AmazonBusinessEmulator:
         client = self.emulator.token_client(request.headers.get("x-amz-access-token"))
         return STORE_OF_TOKEN_CLIENT.get(client or "")
 
+    def consolidated(self, store: str) -> Invoice | None:
+        """The consolidated invoice of the orders in `ab_consolidated_orders`, if any.
+
+        It bills their charged line items together; its number is "Pending" in the
+        invoice details until `ab_consolidated_issued`, and only then has a document.
+        """
+        orders = set(self.emulator.knobs.get("ab_consolidated_orders") or [])
+        if not orders:
+            return None
+        world = self.worlds[store]
+        keys = sorted(
+            {
+                key
+                for invoice in world.invoices.values()
+                if invoice.invoice_type == "STANDARD"
+                for key in invoice.line_items
+                if key[0] in orders
+            }
+        )
+        if not keys:
+            return None
+        number = f"{STORES[store].prefix}CI-{self.anchor:%Y%m}-{len(orders):04d}"
+        cached = self._consolidated.get((store, number))
+        if cached is None or cached.line_items != keys:
+            cached = Invoice(number, "STANDARD", self.anchor, keys)
+            cached.pdf = make_pdf(
+                ["Amazon Business - Consolidated invoice", f"Invoice number: {number}"]
+                + [f"Order {o} line {li} shipment {s}" for o, li, s in keys]
+            )
+            self._consolidated[(store, number)] = cached
+        return cached
+
+    def document(self, store: str, invoice_id: str) -> Invoice | None:
+        """An invoice or credit memo of the store, or its consolidated invoice once issued."""
+        found = self.worlds[store].invoices.get(invoice_id)
+        if found is not None:
+            return found
+        consolidated = self.consolidated(store)
+        if (
+            consolidated is not None
+            and consolidated.invoice_number == invoice_id
+            and self.emulator.knobs.get("ab_consolidated_issued")
+        ):
+            return consolidated
+        return None
+
     def invoice_of_order(
         self, store: str, options: dict[str, Any], document_type: str
     ) -> str | None:
@@ -522,6 +573,15 @@ class AmazonBusinessEmulator:
         order = options["orderId"]
         line, shipment = options.get("orderLineItemId"), options.get("shipmentId")
         world = self.worlds[store]
+        consolidated = self.consolidated(store)
+        if (
+            line is None
+            and shipment is None
+            and consolidated is not None
+            and self.emulator.knobs.get("ab_consolidated_issued")
+            and any(key[0] == order for key in consolidated.line_items)
+        ):
+            return consolidated.invoice_number  # the order is billed by it
         found = [
             invoice
             for invoice in world.invoices.values()
@@ -732,14 +792,18 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
             world = ab.worlds[store]
             for number in world.line_item_invoices.get(key, []):  # type: ignore[arg-type]
                 invoice = world.invoices[number]
-                details.append(
-                    {
-                        "invoiceNumber": number,
-                        "invoiceDate": _iso(invoice.invoice_date),
-                        "invoiceType": invoice.invoice_type,
-                        "consolidatedInvoiceDetails": {"invoiceNumber": "Pending"},
+                detail: dict[str, Any] = {
+                    "invoiceNumber": number,
+                    "invoiceDate": _iso(invoice.invoice_date),
+                    "invoiceType": invoice.invoice_type,
+                }
+                consolidated = ab.consolidated(store)
+                if consolidated is not None and key in consolidated.line_items:
+                    issued = knobs.get("ab_consolidated_issued")
+                    detail["consolidatedInvoiceDetails"] = {
+                        "invoiceNumber": consolidated.invoice_number if issued else "Pending"
                     }
-                )
+                details.append(detail)
             results.append({"orderLineItem": item, "invoiceDetails": details})
         return ab.limited(ROUTE_INVOICES, 200, {"invoiceDetailsByOrderLineItems": results})
 
@@ -782,7 +846,7 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
                 )
             document_type = str(options.get("documentType") or "Invoice")
             invoice_id = ab.invoice_of_order(store, options, document_type) or ""
-        invoice = ab.worlds[store].invoices.get(invoice_id)
+        invoice = ab.document(store, invoice_id)
         if invoice_id in knobs["ab_fatal_invoices"]:
             outcome = "FATAL"
         elif (
@@ -874,7 +938,8 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
         assert request.match is not None
         document_id = request.match["id"]
         report = next(r for r in ab.reports.values() if r.report_document_id == document_id)
-        invoice = ab.worlds[report.store].invoices[report.invoice_id]
+        invoice = ab.document(report.store, report.invoice_id)
+        assert invoice is not None
         if report.invoice_id in (knobs.get("ab_corrupt_documents") or []):
             return Response(200, CORRUPT_GZIP, {"Content-Type": "application/octet-stream"})
         with emulator.lock:
