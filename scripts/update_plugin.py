@@ -88,11 +88,13 @@ def required_groups(schema: dict[str, Any]) -> list[list[str]]:
     for source in SOURCES:
         section = schema["properties"].get(source) or {}
         required = [f"{source}.{name}" for name in section.get("required") or []]
-        if source == "amazon_business":  # one store, or several: the schema cannot say
-            app = ["amazon_business.client_id", "amazon_business.client_secret"]
+        # One regional store/host, or several: the schema cannot say "this or that".
+        several = {"amazon_business": "stores", "amazon_ads": "regions"}.get(source)
+        if several:
+            app = [f"{source}.client_id", f"{source}.client_secret"]
             groups += [
-                ["start_date", *app, "amazon_business.refresh_token"],
-                ["start_date", *app, "amazon_business.stores"],
+                ["start_date", *app, f"{source}.refresh_token"],
+                ["start_date", *app, f"{source}.{several}"],
             ]
             continue
         groups.append(["start_date", *required])

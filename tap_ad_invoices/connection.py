@@ -24,12 +24,16 @@ Probe = Callable[[Mapping[str, Any]], str]
 
 def probe_amazon_ads(config: Mapping[str, Any]) -> str:
     from tap_ad_invoices.amazon_ads.client import AmazonAdsClient
-    from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
+    from tap_ad_invoices.amazon_ads.config import regions_from_section
 
-    settings = AmazonAdsSettings.from_section(config["amazon_ads"])
-    client = AmazonAdsClient(settings, retry=retry_policy(config))
-    accounts = client.list_account_ids()  # POST /adsAccounts/list: read-only
-    return f"token refreshed; {len(accounts)} global account(s) reachable"
+    found = []
+    regions = regions_from_section(config["amazon_ads"])
+    for settings in regions:  # each regional host has its own login
+        client = AmazonAdsClient(settings, retry=retry_policy(config))
+        accounts = client.list_account_ids()  # POST /adsAccounts/list: read-only
+        where = f"region {settings.region}: " if len(regions) > 1 else ""
+        found.append(f"{where}{len(accounts)} global account(s) reachable")
+    return "token refreshed; " + "; ".join(found)
 
 
 def probe_google_ads(config: Mapping[str, Any]) -> str:

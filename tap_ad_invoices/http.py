@@ -216,12 +216,18 @@ def describe_error(response: requests.Response) -> tuple[str | None, str]:
         text = response.text[:200]
         return None, " ".join(text.split())
     if isinstance(body, dict):
-        if isinstance(body.get("errors"), list) and body["errors"]:  # Amazon Business
+        if isinstance(body.get("errors"), list) and body["errors"]:
             first = body["errors"][0]
-            return first.get("code"), str(first.get("message", ""))
+            # Amazon Business: {code, message}; the Amazon Ads accounts API:
+            # {errorCode, errorId, errorMessage}.
+            code = first.get("code") or first.get("errorCode")
+            details = str(first.get("message") or first.get("errorMessage") or "")
+            if first.get("errorId"):
+                details += f" (errorId {first['errorId']})"
+            return (str(code) if code else None), details
         code = body.get("code") or body.get("error")
-        details = body.get("details") or body.get("message") or body.get("error_description")
-        return (str(code) if code else None), str(details or "")
+        message = body.get("details") or body.get("message") or body.get("error_description")
+        return (str(code) if code else None), str(message or "")
     return None, str(body)[:200]
 
 

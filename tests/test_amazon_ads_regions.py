@@ -215,3 +215,16 @@ def test_invoice_summaries_and_pdfs_of_both_regions(emulator, config, tmp_path, 
         source_total=lambda r: r["amount_due"],
         source_keys=("account_id", "invoice_id"),
     )
+
+
+def test_connection_test_checks_every_region(emulator, config, tmp_path):
+    run = run_tap(config, tmp_path, args=["--test"])
+    assert run.returncode == 0, run.stderr
+    [line] = [x for x in run.stderr.splitlines() if "Connection test: amazon_ads ok" in x]
+    assert "region NA: " in line and "region EU: " in line
+
+    config["amazon_ads"]["regions"][1]["refresh_token"] = "Atzr|revoked-eu-token"
+    refused = run_tap(config, tmp_path / "refused", args=["--test"])
+    assert refused.returncode == 1
+    [failed] = [x for x in refused.stderr.splitlines() if "Connection test: amazon_ads FAILED" in x]
+    assert "amazon_ads.regions[1].refresh_token" in failed

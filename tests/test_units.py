@@ -292,3 +292,27 @@ def test_occurrences_count_exactly_in_memory_and_after_spilling_to_disk(keys):
             expected[key] += 1
             assert counter.add(key) == expected[key]
         assert counter.on_disk == (len(expected) > 3)
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ({"errors": [{"code": "InvalidInput", "message": "bad"}]}, ("InvalidInput", "bad")),
+        (
+            {"errors": [{"errorCode": "UNAUTHORIZED", "errorId": "e-1", "errorMessage": "no"}]},
+            ("UNAUTHORIZED", "no (errorId e-1)"),
+        ),
+        ({"code": "400", "details": "startDate is invalid"}, ("400", "startDate is invalid")),
+    ],
+)
+def test_error_shapes_of_every_api_are_read(body: dict, expected: tuple) -> None:
+    import json
+
+    import requests
+
+    from tap_ad_invoices.http import describe_error
+
+    response = requests.Response()
+    response.status_code = 400
+    response._content = json.dumps(body).encode()
+    assert describe_error(response) == expected
