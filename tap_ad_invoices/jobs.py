@@ -128,7 +128,6 @@ class AsyncJobRunner(Generic[SpecT]):
         budget_setting: str = "the budget of new jobs",
         step_names: Mapping[str, str] | None = None,
         on_started: Callable[[Job[SpecT]], None] | None = None,
-        on_waiting: Callable[[list[Job[SpecT]], int], None] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         progress_interval: float = 60.0,
         describe: Callable[[SpecT], str] = str,
@@ -147,9 +146,6 @@ class AsyncJobRunner(Generic[SpecT]):
         # The API's name of each call ("createReport"), for the line naming what failed.
         self._step_names = {START: START, POLL: POLL, FETCH: FETCH, **(step_names or {})}
         self._on_started = on_started or (lambda job: None)
-        # Called after each round with the jobs still running and the count not started,
-        # so a caller can say what a long silence is spent on (at its own interval).
-        self._on_waiting = on_waiting or (lambda running, waiting: None)
         self._on_progress = on_progress
         self.progress_interval = progress_interval
         self._describe = describe
@@ -216,8 +212,6 @@ class AsyncJobRunner(Generic[SpecT]):
                 elif where == "over":
                     yield self._finish(job)
             self._report(waiting, running, ready, began)
-            if running:
-                self._on_waiting(running, len(waiting))
             if not acted and (waiting or running or ready):
                 self._sleep(self._idle_time(waiting, running, ready))
         self._report(waiting, running, ready, began, final=True)

@@ -18,7 +18,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -35,7 +35,15 @@ from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.csvstream import iter_csv_rows
 from tap_ad_invoices.errors import ApiError
 from tap_ad_invoices.invoices import FeedsInvoices
-from tap_ad_invoices.jobs import AsyncJobRunner, Job, JobLost, JobStatus, JobUpdate
+from tap_ad_invoices.jobs import (
+    AsyncJobRunner,
+    Job,
+    JobLost,
+    JobStatus,
+    JobUpdate,
+    Progress,
+    duration,
+)
 from tap_ad_invoices.keycount import OccurrenceCounter
 from tap_ad_invoices.redaction import redact
 from tap_ad_invoices.settings import sync_range
@@ -107,28 +115,26 @@ SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-class WaitingReport:
-    """Every `interval` seconds of waiting on Amazon, one line: what is pending where."""
+def waiting_line(logger: logging.Logger) -> Callable[[Progress], None]:
+    """The lifecycle's progress, as Amazon Ads says it: what is pending on which account."""
 
-    def __init__(self, logger: logging.Logger, interval: float) -> None:
-        self.logger, self.interval = logger, interval
-        self.started = time.monotonic()
-        self.last = self.started
-
-    def __call__(self, running: list[Job[StatementRequest]], not_started: int) -> None:
-        now = time.monotonic()
-        if now - self.last < self.interval:
+    def log(progress: Progress) -> None:
+        if progress.final or not progress.running:
             return
-        self.last = now
-        per_account = Counter(job.spec.account_id for job in running)
-        self.logger.info(
+        per_account = Counter(job.spec.account_id for job in progress.running)
+        left = "" if progress.eta is None else f"; about {duration(progress.eta)} left"
+        logger.info(
             "Amazon Ads: waiting %.0f s so far on %d statement(s) being generated (%s); "
-            "%d not requested yet",
-            now - self.started,
-            len(running),
+            "%d not requested yet, %d done%s",
+            progress.elapsed,
+            len(progress.running),
             ", ".join(f"{account}: {n}" for account, n in sorted(per_account.items())),
-            not_started,
+            progress.waiting,
+            progress.done,
+            left,
         )
+
+    return log
 
 
 def rereads_from(
@@ -260,7 +266,8 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream, RegionalStream
             max_outstanding=self.settings.max_statements_in_flight,
             deadline=time.monotonic() + self.settings.max_wait_seconds,
             on_started=lambda job: self._remember_pending(state, client, job),
-            on_waiting=WaitingReport(self.logger, self.settings.progress_interval_seconds),
+            on_progress=waiting_line(self.logger),
+            progress_interval=self.settings.progress_interval_seconds,
         )
         still_running: list[StatementRequest] = []
         not_started: list[StatementRequest] = []
