@@ -261,3 +261,51 @@ def test_a_consolidated_invoice_is_fetched_once_issued_and_waited_for_while_pend
     again = run_tap(config, tmp_path / "again", state=issued.state)
     assert again.returncode == 0, again.stderr
     assert ab.counters[ab_emulator.ROUTE_CREATE] == 0
+
+
+# -- payment status (issue 14) ---------------------------------------------------------------
+def test_payment_status_is_filled_and_a_change_re_emits_the_record_without_a_download(
+    ab: Emulator, tmp_path: Path
+) -> None:
+    documents = ab.sources["amazon_business"].truth()["documents"]
+    invoices = sorted(d["invoice_number"] for d in documents if d["document_type"] == "Invoice")
+    paid, late = invoices[0], invoices[1]
+    ab.knobs["ab_payment_status"] = {paid: "Closed"}
+    config = config_for(ab, tmp_path)
+    first = run_tap(config, tmp_path / "run1")
+    assert first.returncode == 0, first.stderr
+    status = {
+        r["invoice_number"]: r for r in first.records[DOCS] if r["document_type"] == "Invoice"
+    }
+    assert status[paid]["payment_status"] == "Closed" and status[late]["payment_status"] == "Issued"
+    assert status[late]["payment_due_date"]
+    rows = {r["invoice_number"]: r for r in first.records["invoices"]}
+    assert rows[paid]["status"] == "paid" and rows[late]["status"] == "unpaid"
+    assert rows[late]["due_date"] == status[late]["payment_due_date"]
+    # Every invoice asked about once, 25 a call; the Closed one is not kept open.
+    assert ab.counters[ab_emulator.ROUTE_PAYMENTS] == -(-len(invoices) // 25)
+    assert set(doc_state(first)["open_invoices"]) == {f"{n}|Invoice" for n in invoices} - {
+        f"{paid}|Invoice"
+    }
+
+    ab.knobs["ab_payment_status"] = {paid: "Closed", late: "Past Due"}
+    with ab.lock:
+        ab.counters.clear()
+    second = run_tap(config, tmp_path / "run2", state=first.state)
+    assert second.returncode == 0, second.stderr
+    (again,) = second.records[DOCS]
+    assert again["invoice_number"] == late and again["payment_status"] == "Past Due"
+    # The same document, from state: no report, no download.
+    assert (again["sha256"], again["uri"]) == (status[late]["sha256"], status[late]["uri"])
+    assert (
+        ab.counters[ab_emulator.ROUTE_CREATE] == 0 and ab.counters[ab_emulator.ROUTE_DOWNLOAD] == 0
+    )
+    assert ab.counters[ab_emulator.ROUTE_PAYMENTS] == -(-(len(invoices) - 1) // 25)
+    (row,) = second.records["invoices"]
+    assert row["invoice_number"] == late and row["status"] == "unpaid"
+
+    ab.knobs["ab_payment_status"] = {paid: "Closed", late: "Closed"}
+    third = run_tap(config, tmp_path / "run3", state=second.state)
+    assert third.returncode == 0, third.stderr
+    assert [r["payment_status"] for r in third.records[DOCS]] == ["Closed"]
+    assert f"{late}|Invoice" not in doc_state(third)["open_invoices"]

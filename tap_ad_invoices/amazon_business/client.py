@@ -24,6 +24,8 @@ LOGGER = logging.getLogger("tap_ad_invoices.amazon_business")
 
 TRANSACTIONS_PATH = "/reconciliation/2021-01-08/transactions"
 INVOICES_PATH = "/reconciliation/2021-01-08/invoices"
+PAYMENT_DETAILS_PATH = "/reconciliation/2021-01-08/invoices/batch/paymentDetails"
+MAX_INVOICES_PER_PAYMENT_CALL = 25  # getBatchInvoicePaymentDetails: 1 to 25 invoiceIds
 REPORTS_PATH = "/reports/2021-09-30/reports"
 DOCUMENTS_PATH = "/reports/2021-09-30/documents"
 REPORT_TYPE = "GET_AB_INVOICE_PDF"
@@ -34,6 +36,7 @@ MAX_LINE_ITEMS_PER_CALL = 25  # getInvoiceDetailsByOrderLineItems answers 400 ab
 USAGE_PLANS = {
     "getTransactions": (2.0, 10),
     "getInvoiceDetailsByOrderLineItems": (2.0, 10),
+    "getBatchInvoicePaymentDetails": (2.0, 10),
     "createReport": (0.0167, 15),
     "getReport": (2.0, 15),
     "getReportDocument": (0.0167, 15),
@@ -148,6 +151,20 @@ class AmazonBusinessClient:
             json={"orderLineItems": list(line_items)},
         )
         return list(body.get("invoiceDetailsByOrderLineItems") or [])
+
+    def payment_details(self, invoice_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """getBatchInvoicePaymentDetails: {invoiceId, resultType, paymentDetails{status,
+        dueDate}, error} of at most 25 invoices."""
+        if not 1 <= len(invoice_ids) <= MAX_INVOICES_PER_PAYMENT_CALL:
+            raise ValueError(f"1 to {MAX_INVOICES_PER_PAYMENT_CALL} invoice ids per call")
+        body = self.http.request_json(
+            "POST",
+            PAYMENT_DETAILS_PATH,
+            operation="getBatchInvoicePaymentDetails",
+            bucket=self.buckets["getBatchInvoicePaymentDetails"],
+            json={"invoiceIds": list(invoice_ids)},
+        )
+        return list(body.get("invoicePaymentDetailsResults") or [])
 
     # -- Document API -----------------------------------------------------------------
     def create_report(

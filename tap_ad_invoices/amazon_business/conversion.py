@@ -598,3 +598,37 @@ def document_record(
         "total_amount": amounts.total,
         "amount_status": amounts.status,
     }
+
+
+# -- payment status (getBatchInvoicePaymentDetails) --------------------------------------
+CLOSED = "Closed"  # paid: the one status after which an invoice is not asked about again
+# paymentDetails.status -> `invoices.status`; past due is what due_date says of "unpaid".
+INVOICE_STATUS = {
+    "Closed": "paid",
+    "Issued": "unpaid",
+    "Past Due": "unpaid",
+    "Payment Processing": "payment_processing",
+}
+
+
+@dataclass(frozen=True)
+class PaymentStatus:
+    status: str  # "Closed", "Past Due", "Issued", "Payment Processing", as Amazon writes it
+    due_date: str | None  # YYYY-MM-DD
+
+    def fields(self) -> dict[str, Any]:
+        return {"payment_status": self.status, "payment_due_date": self.due_date}
+
+
+def payment_statuses(results: Iterable[Mapping[str, Any]]) -> dict[str, PaymentStatus]:
+    """{invoice id: its payment status} of the SUCCESS results; ERROR ones are left out."""
+    found = {}
+    for result in results:
+        details = result.get("paymentDetails") or {}
+        if result.get("resultType") != "SUCCESS" or not details.get("status"):
+            continue
+        due = details.get("dueDate")
+        found[str(result["invoiceId"])] = PaymentStatus(
+            str(details["status"]), str(due)[:10] if due else None
+        )
+    return found

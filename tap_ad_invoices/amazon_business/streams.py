@@ -8,6 +8,9 @@ State of `amazon_business_invoice_documents` (custom keys in its bookmark):
   report exists, so the next run polls it instead of creating it again.
 - delivered: {invoice|type: last feed date}, documents already emitted inside
   the look-back window, so re-read transactions cause no createReport call.
+- open_invoices: {invoice|Invoice: {request, report ids, document, payment_status,
+  payment_due_date}}, delivered invoices not Closed yet: their payment status is asked
+  every run and the record rebuilt from here (no download) when it changed.
 - cancelled: {invoice|type: {first_cancelled, last_cancelled, retries, gave_up,
   request}}, documents whose report came back CANCELLED: asked again
   `cancelled_retry_days` (1, 7, 30) after the first, then given up (a warning names it).
@@ -28,21 +31,30 @@ from singer_sdk import typing as th
 
 from tap_ad_invoices.calls import CALLS
 from tap_ad_invoices.checkpoint import CheckpointingStream
-from tap_ad_invoices.documents import DocumentSettings, DocumentStore
+from tap_ad_invoices.documents import DocumentSettings, DocumentStore, StoredDocument
 from tap_ad_invoices.errors import FailureLedger, describe, fails_source
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, FeedsInvoices, signed
 from tap_ad_invoices.settings import retry_policy
 
 from . import pipeline
-from .client import MAX_LINE_ITEMS_PER_CALL, AmazonBusinessClient, iso_utc
+from .client import (
+    MAX_INVOICES_PER_PAYMENT_CALL,
+    MAX_LINE_ITEMS_PER_CALL,
+    AmazonBusinessClient,
+    iso_utc,
+)
 from .config import KEY, AmazonBusinessSettings, stores_from_config
 from .conversion import (
+    CLOSED,
+    INVOICE_STATUS,
     DocumentRequest,
+    PaymentStatus,
     consolidation_pending,
     details_by_line_item,
     document_record,
     feed_date,
     line_items_needing_details,
+    payment_statuses,
     plan_documents,
     transaction_record,
 )
@@ -340,6 +352,13 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             description="CANCELLED: the day the document is asked for again (1, 7 and 30 "
             "days after the first CANCELLED); null once given up.",
         ),
+        th.Property(
+            "payment_status",
+            th.StringType,
+            description="Invoices: Closed, Past Due, Issued or Payment Processing "
+            "(getBatchInvoicePaymentDetails); re-emitted when it changes.",
+        ),
+        th.Property("payment_due_date", th.DateType),
         th.Property("sha256", th.StringType),
         th.Property("size", th.IntegerType),
         th.Property("page_count", th.IntegerType),
@@ -383,6 +402,8 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
                 "tax_amount": signed(record.get("tax_amount"), kind),
                 "total_amount": signed(record.get("total_amount"), kind),
                 "amount_status": record.get("amount_status"),
+                "status": INVOICE_STATUS.get(str(record.get("payment_status"))),
+                "due_date": record.get("payment_due_date"),
                 "document_uri": record.get("uri"),
                 "document_sha256": record.get("sha256"),
             }
@@ -464,6 +485,25 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             key=lambda r: (r.first_feed_date, r.key),
         )
         todo = [r for r in todo if r.key not in waiting]
+        # Payment status of the invoices about to be fetched and of those delivered and
+        # not Closed yet, 25 per call: new records carry it, changed ones are re-emitted.
+        open_invoices: dict[str, dict[str, Any]] = state.setdefault("open_invoices", {})
+        asked = {r.invoice_number for r in todo if r.document_type == "Invoice"}
+        asked |= {r.invoice_number for r, _ in resumed if r.document_type == "Invoice"}
+        asked |= {entry["request"]["invoice_number"] for entry in open_invoices.values()}
+        payments = self._payment_statuses(store, sorted(asked))
+        for key, entry in list(open_invoices.items()):
+            payment = payments.get(entry["request"]["invoice_number"])
+            if payment is None:
+                continue
+            if payment.fields() != {k: entry.get(k) for k in payment.fields()}:
+                # The record rebuilt from state with its new status: no report, no
+                # download again (the stored document keeps its uri and sha256).
+                entry.update(payment.fields())
+                yield self._reemitted(entry, settings.region)
+            if payment.status == CLOSED:
+                del open_invoices[key]
+            self.checkpoint()
         LOGGER.info(
             "amazon_business: %d transactions fed %s..%s lead to %d documents: %d already "
             "delivered, %d reports to resume, %d to request (%d of them CANCELLED before and "
@@ -508,7 +548,13 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
                     report_document_id=outcome.report_document_id,
                     stored=outcome.stored,
                 )
-                yield {**record, "region": settings.region, "next_request_date": retry}
+                record = {**record, "region": settings.region, "next_request_date": retry}
+                payment = payments.get(request.invoice_number)
+                if outcome.status == pipeline.DONE and request.document_type == "Invoice":
+                    record.update(payment.fields() if payment else {})
+                    if payment is None or payment.status != CLOSED:
+                        open_invoices[request.key] = _open_invoice(record, request)
+                yield record
             # The record above is written by now: only then is it safe to remember it.
             if outcome.status == pipeline.DONE:
                 delivered[request.key] = request.last_feed_date
@@ -578,6 +624,37 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         first = dt.date.fromisoformat(entry["first_cancelled"])
         return (first + dt.timedelta(days=days[entry["retries"]])).isoformat()
 
+    @staticmethod
+    def _reemitted(entry: Mapping[str, Any], region: str) -> dict[str, Any]:
+        stored = entry["document"]
+        record = document_record(
+            DocumentRequest.from_state(entry["request"]),
+            processing_status=pipeline.DONE,
+            report_id=entry.get("report_id"),
+            report_document_id=entry.get("report_document_id"),
+            stored=StoredDocument(
+                stored["sha256"], stored["size"], stored.get("page_count"), stored.get("uri"), None
+            ),
+        )
+        return {
+            **record,
+            "region": region,
+            "next_request_date": None,
+            "payment_status": entry.get("payment_status"),
+            "payment_due_date": entry.get("payment_due_date"),
+        }
+
+    def _payment_statuses(self, store: Store, numbers: list[str]) -> dict[str, PaymentStatus]:
+        """getBatchInvoicePaymentDetails of these invoices, 25 a call; a failed batch
+        leaves its invoices without a status this run (asked again next run)."""
+        found: dict[str, PaymentStatus] = {}
+        for index in range(0, len(numbers), MAX_INVOICES_PER_PAYMENT_CALL):
+            batch = numbers[index : index + MAX_INVOICES_PER_PAYMENT_CALL]
+            item = f"{store_label(store.settings)}payment status of invoices {batch}"
+            with self.failures.unit(self.name, item, self.logger):
+                found.update(payment_statuses(store.client.payment_details(batch)))
+        return found
+
     def _create_budget(self) -> str:
         if len(self.stores) == 1:
             return self.stores[0].client.create_budget()
@@ -632,6 +709,18 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
                     if key in failed:
                         holds.append(str(txn["feedDate"]))
         return details_by_line_item(results), holds, {key[0] for key in failed}
+
+
+def _open_invoice(record: Mapping[str, Any], request: DocumentRequest) -> dict[str, Any]:
+    """What re-emitting a delivered invoice's record needs, JSON-safe (no PDF content)."""
+    return {
+        "request": request.to_state(),
+        "report_id": record.get("report_id"),
+        "report_document_id": record.get("report_document_id"),
+        "document": {k: record.get(k) for k in ("sha256", "size", "page_count", "uri")},
+        "payment_status": record.get("payment_status"),
+        "payment_due_date": record.get("payment_due_date"),
+    }
 
 
 def build_streams(tap: TapAdInvoices) -> list[Stream]:

@@ -23,6 +23,9 @@ refused with 400 INVALID_REQUEST_PARAMETER.
 consolidated invoice: its number is "Pending" in consolidatedInvoiceDetails until
 `ab_consolidated_issued`, and then it has a document. Other invoice details carry
 no consolidatedInvoiceDetails.
+getBatchInvoicePaymentDetails answers "Issued" (due 30 days after the invoice date)
+for every invoice unless `ab_payment_status` {invoice number: status} says otherwise,
+so tests change a status between runs; an unknown id is an ERROR result.
 
 Bad inputs, for the failure boundary (all persistent until the knob is cleared):
 `ab_broken_transactions` {transactionId: "no_feed_date" | "no_transaction_id" |
@@ -70,6 +73,7 @@ MARKETPLACE_DE = "A1PA6795UKMFR9"
 ROUTE_EU_TOKEN = "ab.lwa.eu"
 TRANSACTIONS_PATH = "/reconciliation/2021-01-08/transactions"
 INVOICES_PATH = "/reconciliation/2021-01-08/invoices"
+PAYMENT_DETAILS_PATH = "/reconciliation/2021-01-08/invoices/batch/paymentDetails"
 REPORTS_PATH = "/reports/2021-09-30/reports"
 DOCUMENTS_PATH = "/reports/2021-09-30/documents"
 DOWNLOAD_PREFIX = "/s3/ab-documents"
@@ -77,6 +81,7 @@ DOWNLOAD_PREFIX = "/s3/ab-documents"
 # Counter names (also the keys of the `rate_limits` knob).
 ROUTE_TRANSACTIONS = "ab.transactions"
 ROUTE_INVOICES = "ab.invoices"
+ROUTE_PAYMENTS = "ab.invoices.payments"
 ROUTE_CREATE = "ab.reports.create"
 ROUTE_GET_REPORT = "ab.reports.get"
 ROUTE_GET_DOCUMENT = "ab.documents.get"
@@ -87,6 +92,7 @@ ROUTE_DOWNLOAD = "ab.documents.download"
 DEFAULT_RATE_LIMITS = {
     ROUTE_TRANSACTIONS: [20.0, 10],
     ROUTE_INVOICES: [20.0, 10],
+    ROUTE_PAYMENTS: [20.0, 10],
     ROUTE_CREATE: [1.0, 15],
     ROUTE_GET_REPORT: [20.0, 15],
     ROUTE_GET_DOCUMENT: [1.0, 15],
@@ -806,6 +812,43 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
                 details.append(detail)
             results.append({"orderLineItem": item, "invoiceDetails": details})
         return ab.limited(ROUTE_INVOICES, 200, {"invoiceDetailsByOrderLineItems": results})
+
+    @emulator.route("POST", PAYMENT_DETAILS_PATH, ROUTE_PAYMENTS)
+    def payment_details(request: Request) -> Response:
+        if (refused := ab.refused(request)) is not None:
+            return refused
+        store = ab.store(request)
+        assert store is not None
+        ids = request.json().get("invoiceIds") or []
+        if not 1 <= len(ids) <= 25:
+            return _errors(
+                400, "INVALID_REQUEST_PARAMETER", "invoiceIds must hold 1 to 25 invoice ids."
+            )
+        statuses = knobs.get("ab_payment_status") or {}
+        results = []
+        for invoice_id in ids:
+            invoice = ab.document(store, str(invoice_id))
+            if invoice is None or invoice.invoice_type != "STANDARD":
+                results.append(
+                    {
+                        "invoiceId": invoice_id,
+                        "resultType": "ERROR",
+                        "error": {"code": "NOT_FOUND", "message": "Invoice not found."},
+                    }
+                )
+                continue
+            due = invoice.invoice_date + dt.timedelta(days=30)
+            results.append(
+                {
+                    "invoiceId": invoice_id,
+                    "resultType": "SUCCESS",
+                    "paymentDetails": {
+                        "status": statuses.get(invoice_id, "Issued"),
+                        "dueDate": f"{due:%Y-%m-%d}",
+                    },
+                }
+            )
+        return ab.limited(ROUTE_PAYMENTS, 200, {"invoicePaymentDetailsResults": results})
 
     @emulator.route("POST", REPORTS_PATH, ROUTE_CREATE)
     def create_report(request: Request) -> Response:
