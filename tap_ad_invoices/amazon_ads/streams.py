@@ -26,6 +26,7 @@ import urllib3
 from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from tap_ad_invoices import jobs
 from tap_ad_invoices.amazon_ads.client import AmazonAdsClient, StatementRequest
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
 from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record, to_invoice
@@ -35,15 +36,6 @@ from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.csvstream import iter_csv_rows
 from tap_ad_invoices.errors import ApiError
 from tap_ad_invoices.invoices import FeedsInvoices
-from tap_ad_invoices.jobs import (
-    AsyncJobRunner,
-    Job,
-    JobLost,
-    JobStatus,
-    JobUpdate,
-    Progress,
-    duration,
-)
 from tap_ad_invoices.keycount import OccurrenceCounter
 from tap_ad_invoices.redaction import redact
 from tap_ad_invoices.settings import sync_range
@@ -115,14 +107,14 @@ SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-def waiting_line(logger: logging.Logger) -> Callable[[Progress], None]:
+def waiting_line(logger: logging.Logger) -> Callable[[jobs.Progress], None]:
     """The lifecycle's progress, as Amazon Ads says it: what is pending on which account."""
 
-    def log(progress: Progress) -> None:
+    def log(progress: jobs.Progress) -> None:
         if progress.final or not progress.running:
             return
         per_account = Counter(job.spec.account_id for job in progress.running)
-        left = "" if progress.eta is None else f"; about {duration(progress.eta)} left"
+        left = "" if progress.eta is None else f"; about {jobs.duration(progress.eta)} left"
         logger.info(
             "Amazon Ads: waiting %.0f s so far on %d statement(s) being generated (%s); "
             "%d not requested yet, %d done%s",
@@ -192,7 +184,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream, RegionalStream
         return self.account_state(state, account_id, {"synced_through": None, "pending": []})
 
     def _remember_pending(
-        self, state: dict[str, Any], client: AmazonAdsClient, job: Job[StatementRequest]
+        self, state: dict[str, Any], client: AmazonAdsClient, job: jobs.Job[StatementRequest]
     ) -> None:
         request = job.spec
         self._account_state(state, request.account_id)["pending"].append(
@@ -259,7 +251,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream, RegionalStream
             for w, statement_id in plans[a]
         ]
 
-        runner: AsyncJobRunner[StatementRequest] = AsyncJobRunner(
+        runner: jobs.AsyncJobRunner[StatementRequest] = jobs.AsyncJobRunner(
             start=client.create_billing_statement,
             poll=lambda request, statement_id: self._poll(client, request, statement_id),
             poll_interval=self.settings.poll_interval_seconds,
@@ -274,14 +266,14 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream, RegionalStream
         for job in runner.run(specs):
             request = job.spec
             window = Window(request.start, request.end)
-            if job.update.status is JobStatus.DONE:
+            if job.update.status is jobs.JobStatus.DONE:
                 item = f"{request.account_id} {request.start}..{request.end}"
                 with self._failures.unit(STREAM, item, self.logger) as statement:
                     yield from self._emit_statement(region, job)
                 if not statement.failed:  # a failed statement's window is read again next run
                     done[request.account_id].add(window)
                     self._forget_pending(state, request)
-            elif job.update.status is JobStatus.PENDING:
+            elif job.update.status is jobs.JobStatus.PENDING:
                 (still_running if job.job_id is not None else not_started).append(request)
             else:
                 self._forget_pending(state, request)  # FAILED: requested anew next run
@@ -310,12 +302,12 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream, RegionalStream
 
     def _poll(
         self, client: AmazonAdsClient, request: StatementRequest, statement_id: str
-    ) -> JobUpdate:
+    ) -> jobs.JobUpdate:
         try:
             return client.get_billing_statement(request, statement_id)
         except ApiError as exc:
             if exc.status == 404:
-                raise JobLost("the API no longer knows this statement id") from exc
+                raise jobs.JobLost("the API no longer knows this statement id") from exc
             raise
 
     def _fail(self, request: StatementRequest, reason: str) -> None:
@@ -336,7 +328,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream, RegionalStream
             account["synced_through"] = end.isoformat()
 
     def _emit_statement(
-        self, region: Region, job: Job[StatementRequest]
+        self, region: Region, job: jobs.Job[StatementRequest]
     ) -> Iterator[dict[str, Any]]:
         client = region.client
         request, statement_id = job.spec, job.job_id
