@@ -544,3 +544,27 @@ def test_a_number_unknown_to_the_details_is_not_requested_as_both_types() -> Non
         marketplace_ids=("ATVPDKIKX0DER",),
     )
     assert set(plan) == {"N1|Invoice"}
+
+
+def test_payment_details_and_consolidated_numbers_are_parsed() -> None:
+    from tap_ad_invoices.amazon_business.conversion import (
+        consolidated_number,
+        payment_statuses,
+    )
+
+    results = [
+        {
+            "invoiceId": "A",
+            "resultType": "SUCCESS",
+            "paymentDetails": {"status": "Past Due", "dueDate": "2026-02-01T00:00:00Z"},
+        },
+        {"invoiceId": "B", "resultType": "ERROR", "error": {"code": "NOT_FOUND"}},
+        {"invoiceId": "C", "resultType": "SUCCESS", "paymentDetails": {"status": "Closed"}},
+    ]
+    found = payment_statuses(results)
+    assert set(found) == {"A", "C"}
+    assert found["A"].fields() == {"payment_status": "Past Due", "payment_due_date": "2026-02-01"}
+    assert found["C"].due_date is None
+    assert consolidated_number({"consolidatedInvoiceDetails": {"invoiceNumber": "Pending"}}) is None
+    assert consolidated_number({}) is None
+    assert consolidated_number({"consolidatedInvoiceDetails": {"invoiceNumber": "CI-1"}}) == "CI-1"
