@@ -17,6 +17,7 @@ import io
 import os
 import re
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -360,12 +361,24 @@ class KnownDocuments:
     date, to forget entries the look-back no longer reaches)}.
     """
 
-    def __init__(self, store: DocumentStore, entries: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        entries: dict[str, Any],
+        *,
+        also: Mapping[str, Any] | None = None,
+    ) -> None:
         self._store = store
         self.entries = entries
-        # Read by download threads while the main thread notes new documents.
-        self._at_start = dict(entries)
+        # Read by download threads while the main thread notes new documents; `also`:
+        # entries kept elsewhere by an earlier form of the config (still reusable).
+        self._at_start = {**(also or {}), **entries}
+        self._lock = threading.Lock()
         self.reused = 0
+
+    def earlier(self, key: str) -> Mapping[str, Any]:
+        """What an earlier run noted for `key` ({} if nothing)."""
+        return self._at_start.get(key) or {}
 
     def reuse(
         self,
@@ -383,7 +396,8 @@ class KnownDocuments:
             return None
         stored = self._store.already_stored(known, source=source, account=account, name=name)
         if stored is not None:
-            self.reused += 1
+            with self._lock:
+                self.reused += 1
         return stored
 
     def note(self, key: str, document: StoredDocument, **fields: Any) -> None:

@@ -48,8 +48,8 @@ from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import (
     DocumentSettings,
     DocumentStore,
+    KnownDocuments,
     StoredDocument,
-    remember,
     unwrap_pdf,
 )
 from tap_ad_invoices.errors import ApiError
@@ -77,7 +77,6 @@ class DocumentOutcome:
     doc_type: str | None
     stored: StoredDocument | None
     unavailable_reason: str | None
-    reused: bool = False
 
 
 class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream):
@@ -98,8 +97,7 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
         super().__init__(tap, regions)
         self.documents = DocumentSettings.from_config(tap.config)
         self._store = DocumentStore(self.documents)
-        self._known: dict[str, Any] = {}  # state's documents at the start, read by workers
-        self.reused_pdfs = 0
+        self._known = KnownDocuments(self._store, {})  # replaced by the state's, per region
 
     def to_invoices(self, record: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         return [to_invoice(record)]
@@ -115,23 +113,26 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
         if account_ids is None:
             return
         state = self.region_state(context)
-        documents: dict[str, Any] = state.setdefault("documents", {})
         # PDFs stored under the single-region form are reused after a move to `regions`.
-        self._known = {**(self.stream_state.get("documents") or {}), **documents}
+        self._known = KnownDocuments(
+            self._store,
+            state.setdefault("documents", {}),
+            also=self.stream_state.get("documents") or {},
+        )
         workers = int(self.config.get("max_workers") or 4)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amazon-ads-documents")
         try:
             for account_id in account_ids:
-                yield from self._sync_account(region, client, pool, state, account_id, documents)
+                yield from self._sync_account(region, client, pool, state, account_id)
                 self.checkpoint()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        if self.reused_pdfs:
+        if self._known.reused:
             self.logger.info(
                 "Amazon Ads: %d PDF(s) already stored by an earlier run, not downloaded again",
-                self.reused_pdfs,
+                self._known.reused,
             )
-        self._forget_documents_before_the_lookback(state, documents)
+        self._forget_documents_before_the_lookback(state)
         self.checkpoint()
 
     def _range(self, account_state: Mapping[str, Any]) -> tuple[dt.date, dt.date]:
@@ -149,7 +150,6 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
         pool: ThreadPoolExecutor,
         region_state: dict[str, Any],
         account_id: str,
-        documents: dict[str, Any],
     ) -> Iterator[dict[str, Any]]:
         state = self.account_state(region_state, account_id, {"issued_through": None})
         first, last = self._range(state)
@@ -168,7 +168,7 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
         complete = True
         for record, call in self._with_documents(client, pool, records):
             if call is not None:
-                complete &= self._attach(record, call, documents)
+                complete &= self._attach(record, call)
             yield record
         self.logger.info("Amazon Ads: %s: %d invoice summaries", item, len(records))
         if complete:  # a failed document is fetched again by the next run
@@ -202,9 +202,7 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
                 return
             yield calls.popleft()
 
-    def _attach(
-        self, record: dict[str, Any], call: Future[DocumentOutcome], documents: dict[str, Any]
-    ) -> bool:
+    def _attach(self, record: dict[str, Any], call: Future[DocumentOutcome]) -> bool:
         # One document fails alone; the record still goes out, without it.
         item = f"{record['account_id']} invoice {record['invoice_id']}"
         with self._failures.unit(STREAM, item, self.logger) as fetched:
@@ -213,26 +211,24 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
             return False
         attach_document(record, outcome.doc_type, outcome.stored, outcome.unavailable_reason)
         if outcome.stored is not None:
-            self.reused_pdfs += outcome.reused
-            documents[_key(record["account_id"], record["invoice_id"])] = {
-                **remember(outcome.stored),
-                "doc_type": outcome.doc_type,
-                "issued": record["issued_date"].isoformat() if record["issued_date"] else None,
-            }
+            self._known.note(
+                _key(record["account_id"], record["invoice_id"]),
+                outcome.stored,
+                doc_type=outcome.doc_type,
+                issued=record["issued_date"].isoformat() if record["issued_date"] else None,
+            )
         return True
 
     # -- documents (worker threads) ---------------------------------------------------
     def _document(
         self, client: InvoiceSummariesClient, account_id: str, invoice_id: str
     ) -> DocumentOutcome:
-        known = self._known.get(_key(account_id, invoice_id))
         # An issued invoice's PDF does not change, so one stored by an earlier run is
         # reused while its file is where this configuration puts it.
-        stored = self._store.already_stored(
-            known, source=SOURCE, account=account_id, name=invoice_id
-        )
-        if stored is not None and known is not None:
-            return DocumentOutcome(known.get("doc_type"), stored, None, reused=True)
+        key = _key(account_id, invoice_id)
+        stored = self._known.reuse(key, source=SOURCE, account=account_id, name=invoice_id)
+        if stored is not None:
+            return DocumentOutcome(self._known.earlier(key).get("doc_type"), stored, None)
         ref = pick_document(client.documents(account_id, invoice_id, DOC_TYPES))
         if ref is None:
             return DocumentOutcome(None, None, "the API lists no INVOICE or CREDIT_MEMO document")
@@ -272,9 +268,7 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
             raise ApiError(f"{what}: the link expired and no new one was given")
         return client.download(account_id, fresh.storage_path, max_bytes=self.max_bytes, what=what)
 
-    def _forget_documents_before_the_lookback(
-        self, region_state: dict[str, Any], documents: dict[str, Any]
-    ) -> None:
+    def _forget_documents_before_the_lookback(self, region_state: dict[str, Any]) -> None:
         """State keeps only the PDFs the next run of their account can re-read.
 
         An account whose bookmark did not move re-reads from start_date: all of its stay.
@@ -285,10 +279,9 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
                 bookmark = dt.date.fromisoformat(state["issued_through"])
                 lookback = dt.timedelta(days=self.settings.invoices_lookback_days)
                 oldest[account_id] = (bookmark - lookback).isoformat()
-        for key in list(documents):
-            account_id = key.rsplit("/", 1)[0]
-            if (documents[key].get("issued") or "") < oldest.get(account_id, ""):
-                del documents[key]
+        self._known.forget(
+            lambda key, entry: (entry.get("issued") or "") < oldest.get(key.rsplit("/", 1)[0], "")
+        )
 
 
 def _key(account_id: str, invoice_id: str) -> str:
