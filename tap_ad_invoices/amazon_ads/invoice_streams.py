@@ -43,7 +43,7 @@ from tap_ad_invoices.amazon_ads.invoice_conversion import (
     summary_record,
     to_invoice,
 )
-from tap_ad_invoices.amazon_ads.regions import Region, RegionalStream, region_label
+from tap_ad_invoices.amazon_ads.regions import Region, RegionalStream
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import (
     DocumentSettings,
@@ -54,6 +54,7 @@ from tap_ad_invoices.documents import (
 )
 from tap_ad_invoices.errors import ApiError
 from tap_ad_invoices.invoices import FeedsInvoices
+from tap_ad_invoices.regional import part_label
 from tap_ad_invoices.settings import sync_range
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
         return [to_invoice(record)]
 
     # -- sync -----------------------------------------------------------------------
-    def region_records(
+    def part_records(
         self, region: Region, context: Mapping[str, Any] | None
     ) -> Iterable[dict[str, Any]]:
         if not self.selected:
@@ -153,7 +154,7 @@ class AmazonAdsInvoicesStream(FeedsInvoices, CheckpointingStream, RegionalStream
     ) -> Iterator[dict[str, Any]]:
         state = self.account_state(region_state, account_id, {"issued_through": None})
         first, last = self._range(state)
-        item = f"{region_label(region.settings)}{account_id} {first}..{last}"
+        item = f"{part_label(region)}{account_id} {first}..{last}"
         with self._failures.unit(STREAM, item, self.logger) as listing:
             by_id = {
                 record["invoice_id"]: {**record, "region": region.settings.region}

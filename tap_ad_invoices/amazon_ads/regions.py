@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from singer_sdk import Stream
-
 from tap_ad_invoices.amazon_ads.client import AmazonAdsClient
 from tap_ad_invoices.amazon_ads.config import PREFIX, AmazonAdsSettings, regions_from_section
-from tap_ad_invoices.errors import FailureLedger, describe, fails_source
+from tap_ad_invoices.errors import FailureLedger
+from tap_ad_invoices.regional import PerRegionStream, part_label
 from tap_ad_invoices.settings import retry_policy
 
 if TYPE_CHECKING:
     from tap_ad_invoices.tap import TapAdInvoices
-
-
-def region_label(settings: AmazonAdsSettings) -> str:
-    """Prefix of failure items, naming the region when there are several."""
-    return f"region {settings.region}: " if settings.one_of_regions else ""
 
 
 @dataclass
@@ -40,9 +34,15 @@ class Region:
     down: bool = False  # its credentials or host failed in this run: its streams skip it
     _discovered: list[str] | None = field(default=None, repr=False)
 
+    noun = "region"
+
     @property
-    def context(self) -> dict[str, str]:
-        return {"region": self.settings.region}
+    def region(self) -> str:
+        return self.settings.region
+
+    @property
+    def one_of_several(self) -> bool:
+        return self.settings.one_of_regions
 
     def account_ids(
         self, failures: FailureLedger, stream: str, logger: logging.Logger
@@ -55,7 +55,7 @@ class Region:
             return list(self.settings.account_ids)
         if self._discovered is not None:
             return self._discovered
-        item = f"{region_label(self.settings)}account discovery"
+        item = f"{part_label(self)}account discovery"
         with failures.unit(stream, item, logger) as discovery:
             listing = self.client.list_accounts()
         if discovery.failed:
@@ -64,7 +64,7 @@ class Region:
             logger.info(
                 "Amazon Ads: %sskipping %d account(s) that are not CREATED (no statements or "
                 "invoices to read): %s",
-                region_label(self.settings),
+                part_label(self),
                 len(listing.skipped),
                 ", ".join(f"{account} ({status})" for account, status in listing.skipped),
             )
@@ -80,52 +80,19 @@ def build_regions(tap: TapAdInvoices) -> list[Region]:
     return regions
 
 
-class RegionalStream(Stream):
+class RegionalStream(PerRegionStream[Region]):
     """Base of both Amazon Ads streams: one state partition per region in the `regions` form."""
 
-    def __init__(self, tap: TapAdInvoices, regions: list[Region]) -> None:
-        self.regions = regions
-        self._failures = tap.failures
-        super().__init__(tap)
+    source_key = PREFIX
+
+    @property
+    def regions(self) -> list[Region]:
+        return self.parts
 
     @property
     def settings(self) -> AmazonAdsSettings:
         """The settings every region shares (the first region's)."""
-        return self.regions[0].settings
-
-    @property
-    def partitions(self) -> list[dict[str, Any]] | None:
-        if not self.regions[0].settings.one_of_regions:
-            return None
-        return [region.context for region in self.regions]
-
-    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
-        region = self._region(context)
-        if not region.settings.one_of_regions:
-            yield from self.region_records(region, context)
-            return
-        if region.down:
-            self.logger.warning(
-                "%s skipped for region %s: it failed earlier in this run (see above)",
-                self.name,
-                region.settings.region,
-            )
-            return
-        try:
-            yield from self.region_records(region, context)
-        except Exception as exc:
-            if not fails_source(exc):
-                raise
-            # A refused token or an unreachable host fails this region, not the others.
-            region.down = True
-            self._failures.record(
-                PREFIX, f"{region_label(region.settings)}every item", describe(exc), self.logger
-            )
-
-    def region_records(
-        self, region: Region, context: Mapping[str, Any] | None
-    ) -> Iterable[dict[str, Any]]:
-        raise NotImplementedError
+        return self.parts[0].settings
 
     def region_state(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
         """The region's partition state; the stream's own in the single-region form."""
@@ -149,8 +116,3 @@ class RegionalStream(Stream):
                 accounts[account_id] = copy.deepcopy(blank)
         entry: dict[str, Any] = accounts[account_id]
         return entry
-
-    def _region(self, context: Mapping[str, Any] | None) -> Region:
-        if context is None:
-            return self.regions[0]
-        return next(r for r in self.regions if r.settings.region == context["region"])

@@ -31,13 +31,14 @@ from tap_ad_invoices.amazon_ads.client import AmazonAdsClient, StatementRequest
 from tap_ad_invoices.amazon_ads.config import AmazonAdsSettings
 from tap_ad_invoices.amazon_ads.conversion import StatementColumns, row_to_record, to_invoice
 from tap_ad_invoices.amazon_ads.invoice_streams import summaries_selected
-from tap_ad_invoices.amazon_ads.regions import Region, RegionalStream, region_label
+from tap_ad_invoices.amazon_ads.regions import Region, RegionalStream
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.csvstream import iter_csv_rows
 from tap_ad_invoices.errors import ApiError
 from tap_ad_invoices.invoices import FeedsInvoices
 from tap_ad_invoices.keycount import OccurrenceCounter
 from tap_ad_invoices.redaction import redact
+from tap_ad_invoices.regional import part_label
 from tap_ad_invoices.settings import sync_range
 from tap_ad_invoices.windows import Window, contiguous_end, plan_windows
 
@@ -224,7 +225,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream, RegionalStream
         return [(window, pending.get(window)) for window in windows]
 
     # -- sync -----------------------------------------------------------------------
-    def region_records(
+    def part_records(
         self, region: Region, context: Mapping[str, Any] | None
     ) -> Iterable[dict[str, Any]]:
         if not self.selected and self._summaries_feed_invoices:
@@ -238,7 +239,7 @@ class BillingStatementsStream(FeedsInvoices, CheckpointingStream, RegionalStream
             return
         self.logger.info(
             "Amazon Ads: %s%d account(s): %s",
-            region_label(region.settings),
+            part_label(region),
             len(account_ids),
             ", ".join(account_ids),
         )
