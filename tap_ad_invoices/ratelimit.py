@@ -39,6 +39,12 @@ class TokenBucket:
             self._refill()
             return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
 
+    def available(self) -> float:
+        """Tokens in the bucket now: calls that can go out at once."""
+        with self._lock:
+            self._refill()
+            return self._tokens
+
     def acquire(self) -> float:
         """Take one token, sleeping until one is free. Returns the seconds slept."""
         slept = 0.0

@@ -218,7 +218,5 @@ class AmazonBusinessClient:
     def create_budget(self) -> str:
         """createReport tokens left now: what the next run can start at once."""
         bucket = self.buckets["createReport"]
-        bucket.wait_time()  # refills the bucket up to now
-        # TokenBucket has no public count of its tokens (yet): read the refilled one.
-        left = int(bucket._tokens)
+        left = int(bucket.available())
         return f"{max(0, left)} of {bucket.burst}, one more every {1 / bucket.rate:.0f}s"

@@ -32,8 +32,9 @@ from singer_sdk import typing as th
 from tap_ad_invoices.calls import CALLS
 from tap_ad_invoices.checkpoint import CheckpointingStream
 from tap_ad_invoices.documents import DocumentSettings, DocumentStore, StoredDocument
-from tap_ad_invoices.errors import FailureLedger, describe, fails_source
+from tap_ad_invoices.errors import FailureLedger
 from tap_ad_invoices.invoices import CREDIT_MEMO, INVOICE, FeedsInvoices, signed
+from tap_ad_invoices.regional import PerRegionStream
 from tap_ad_invoices.settings import retry_policy
 
 from . import pipeline
@@ -217,64 +218,35 @@ class Store:
     client: AmazonBusinessClient
     feed: TransactionFeed
     down: bool = False  # its credentials or host failed in this run: its streams skip it
+    noun = "store"
 
     @property
-    def context(self) -> dict[str, str]:
-        return {"region": self.settings.region}
+    def region(self) -> str:
+        return self.settings.region
+
+    @property
+    def one_of_several(self) -> bool:
+        return self.settings.one_of_stores
 
 
-class AmazonBusinessStream(Stream):
+class AmazonBusinessStream(PerRegionStream[Store]):
     """Base of both streams: one state partition per store in the `stores` form.
 
     The single-store form has no partitions, so its state stays where it always was.
     """
 
-    def __init__(self, tap: TapAdInvoices, stores: list[Store]) -> None:
-        self.stores = stores
-        self.failures = tap.failures
-        super().__init__(tap)
+    source_key = KEY
 
     @property
-    def partitions(self) -> list[dict[str, Any]] | None:
-        if not self.stores[0].settings.one_of_stores:
-            return None
-        return [store.context for store in self.stores]
+    def stores(self) -> list[Store]:
+        return self.parts
+
+    @property
+    def failures(self) -> FailureLedger:
+        return self._failures
 
     def record_failure(self, item: str, reason: str) -> None:
         self.failures.record(self.name, item, reason, self.logger)
-
-    def get_records(self, context: Mapping[str, Any] | None) -> Iterable[dict[str, Any]]:
-        store = self._store(context)
-        if not store.settings.one_of_stores:
-            yield from self.store_records(store, context)
-            return
-        if store.down:
-            self.logger.warning(
-                "%s skipped for store %s: it failed earlier in this run (see above)",
-                self.name,
-                store.settings.region,
-            )
-            return
-        try:
-            yield from self.store_records(store, context)
-        except Exception as exc:
-            if not fails_source(exc):
-                raise
-            # A refused token or an unreachable host fails this store, not the others.
-            store.down = True
-            self.failures.record(
-                KEY, f"{store_label(store.settings)}every item", describe(exc), self.logger
-            )
-
-    def store_records(
-        self, store: Store, context: Mapping[str, Any] | None
-    ) -> Iterable[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _store(self, context: Mapping[str, Any] | None) -> Store:
-        if context is None:
-            return self.stores[0]
-        return next(s for s in self.stores if s.settings.region == context["region"])
 
 
 class TransactionsStream(AmazonBusinessStream):
@@ -308,7 +280,7 @@ class TransactionsStream(AmazonBusinessStream):
         th.Property("line_items", th.ArrayType(LINE_ITEM)),
     ).to_dict()
 
-    def store_records(
+    def part_records(
         self, store: Store, context: Mapping[str, Any] | None
     ) -> Iterable[dict[str, Any]]:
         start = store.settings.start_date
@@ -413,7 +385,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
     def document_settings(self) -> DocumentSettings:
         return DocumentSettings.from_config(self.config)
 
-    def store_records(
+    def part_records(
         self, store: Store, context: Mapping[str, Any] | None
     ) -> Iterable[dict[str, Any]]:
         settings = store.settings
@@ -676,7 +648,7 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
                 "stream's state with gave_up; delete it there to ask again)",
                 item,
                 outcome.detail,
-                ", ".join(str(d) for d in self._store(None).settings.cancelled_retry_days),
+                ", ".join(str(d) for d in self.part(None).settings.cancelled_retry_days),
             )
         elif outcome.status == pipeline.PENDING:
             self.logger.info("%s still running: resumed next run", item)

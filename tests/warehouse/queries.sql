@@ -18,7 +18,7 @@ ORDER BY platform, month, currency;
 
 -- name: unpaid_past_due
 -- Invoices still (partly) open after their due date, oldest first. Only platforms
--- that report a payment status (Amazon Ads, Meta) can appear here.
+-- that report a payment status (Amazon Ads, Amazon Business, Meta) can appear here.
 SELECT platform,
        account_id,
        invoice_number,
