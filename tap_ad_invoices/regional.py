@@ -11,12 +11,13 @@ its state stays where it always was.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from singer_sdk import Stream
 
-from tap_ad_invoices.errors import describe, fails_source
+from tap_ad_invoices.errors import ConfigError, describe, fails_source
+from tap_ad_invoices.settings import require
 
 if TYPE_CHECKING:
     from tap_ad_invoices.tap import TapAdInvoices
@@ -92,3 +93,34 @@ class PerRegionStream(Stream, Generic[PartT]):
         if context is None:
             return self.parts[0]
         return next(p for p in self.parts if p.region == context["region"])
+
+
+def check_parts(
+    section: Mapping[str, Any],
+    prefix: str,
+    key: str,
+    *,
+    noun: str,
+    shape: str,
+    per_part: Iterable[str],
+    check: Callable[[Mapping[str, Any], str], None],
+) -> None:
+    """The several-host form of a section (`regions`, `stores`): a list of objects, each with
+    its own `region` (once), checked by `check`; the keys `per_part` live only inside them."""
+    entries = section[key]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{prefix}.{key}", f"expected a list of {noun}s {shape}")
+    for moved in per_part:
+        if section.get(moved) is not None:
+            raise ConfigError(f"{prefix}.{moved}", f"set it in each of {prefix}.{key} instead")
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        name = f"{prefix}.{key}[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(name, f"expected an object {shape}")
+        require(entry, name, "region")
+        if entry["region"] in seen:
+            # Their state and failures are kept per region.
+            raise ConfigError(f"{name}.region", f"{entry['region']} is already a {noun} above")
+        seen.add(entry["region"])
+        check(entry, name)

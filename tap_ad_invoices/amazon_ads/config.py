@@ -14,6 +14,7 @@ from tap_ad_invoices.amazon_ads.columns import TYPED_FIELDS
 from tap_ad_invoices.errors import ConfigError
 from tap_ad_invoices.lwa import LWA_TOKEN_URLS
 from tap_ad_invoices.money import SUPPORTED_LOCALES
+from tap_ad_invoices.regional import check_parts
 from tap_ad_invoices.settings import check_choice, check_int, check_number, require
 
 PREFIX = "amazon_ads"
@@ -356,22 +357,17 @@ def _check_region(entry: Mapping[str, Any], name: str) -> None:
 
 
 def _check_regions(section: Mapping[str, Any]) -> None:
-    entries = section["regions"]
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{PREFIX}.regions", "expected a list of regions {region, refresh_token}")
-    for key in REGION_KEYS:
-        if section.get(key) is not None:
-            raise ConfigError(f"{PREFIX}.{key}", "set it in each of amazon_ads.regions instead")
-    seen: set[str] = set()
-    for index, entry in enumerate(entries):
-        name = f"{PREFIX}.regions[{index}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(name, "expected an object {region, refresh_token, account_ids}")
-        require(entry, name, "region")
+    def check(entry: Mapping[str, Any], name: str) -> None:
         _check_region(entry, name)
-        if entry["region"] in seen:
-            # Their state and failures are kept per region.
-            raise ConfigError(f"{name}.region", f"{entry['region']} is already a region above")
-        seen.add(entry["region"])
         if not entry.get("refresh_token"):
             require(section, PREFIX, "refresh_token")  # the shared one, then
+
+    check_parts(
+        section,
+        PREFIX,
+        "regions",
+        noun="region",
+        shape="{region, refresh_token, account_ids}",
+        per_part=REGION_KEYS,
+        check=check,
+    )

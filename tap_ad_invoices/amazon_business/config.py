@@ -13,6 +13,7 @@ from singer_sdk import typing as th
 from tap_ad_invoices.errors import ConfigError
 from tap_ad_invoices.lwa import LWA_TOKEN_URLS
 from tap_ad_invoices.redaction import register_secret
+from tap_ad_invoices.regional import check_parts
 from tap_ad_invoices.settings import check_choice, check_int, check_number, require, sync_range
 
 KEY = "amazon_business"
@@ -310,20 +311,12 @@ def _check_request_keys(section: Mapping[str, Any], name: str) -> None:
 
 
 def _check_stores(section: Mapping[str, Any]) -> None:
-    stores = section["stores"]
-    if not isinstance(stores, list) or not stores:
-        raise ConfigError(f"{KEY}.stores", "expected a list of stores {region, refresh_token}")
-    for key in STORE_KEYS:
-        if section.get(key) is not None:
-            raise ConfigError(f"{KEY}.{key}", "set it in each of amazon_business.stores instead")
-    regions: set[str] = set()
-    for index, store in enumerate(stores):
-        name = f"{KEY}.stores[{index}]"
-        if not isinstance(store, Mapping):
-            raise ConfigError(name, "expected an object {region, refresh_token, marketplace_ids}")
-        require(store, name, "region")
-        _check_store(store, name)
-        if store["region"] in regions:
-            # Their state, documents and failures are kept per region.
-            raise ConfigError(f"{name}.region", f"{store['region']} is already a store above")
-        regions.add(store["region"])
+    check_parts(
+        section,
+        KEY,
+        "stores",
+        noun="store",
+        shape="{region, refresh_token, marketplace_ids}",
+        per_part=STORE_KEYS,
+        check=_check_store,
+    )
