@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import requests
 
@@ -46,7 +47,35 @@ EXPIRY_MARGIN_SECONDS = 120
 REFUSED_CREDENTIALS = ("invalid_grant", "unauthorized_client", "invalid_client")
 
 
+class AppCredentials(Protocol):
+    """What a source's settings carry for Login with Amazon (a region's, a store's)."""
+
+    @property
+    def token_url(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str: ...
+    @property
+    def refresh_token(self) -> str: ...
+    @property
+    def setting(self) -> str: ...  # where refresh_token is set: "amazon_business.stores[1]"
+
+
 class LoginWithAmazon:
+    @classmethod
+    def for_settings(
+        cls, settings: AppCredentials, *, retry: RetryPolicy | None = None
+    ) -> LoginWithAmazon:
+        return cls(
+            token_url=settings.token_url,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            refresh_token=settings.refresh_token,
+            settings_prefix=settings.setting,  # names the region's or store's setting
+            retry=retry,
+        )
+
     def __init__(
         self,
         *,

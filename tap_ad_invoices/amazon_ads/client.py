@@ -95,14 +95,7 @@ class AmazonAdsClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings
-        self.auth = LoginWithAmazon(
-            token_url=settings.token_url,
-            client_id=settings.client_id,
-            client_secret=settings.client_secret,
-            refresh_token=settings.refresh_token,
-            settings_prefix=settings.setting,  # names the region's setting in messages
-            retry=retry,
-        )
+        self.auth = LoginWithAmazon.for_settings(settings, retry=retry)
         self.http = HttpClient(
             source="amazon_ads",
             base_url=settings.api_url,

@@ -65,14 +65,7 @@ class AmazonBusinessClient:
         user_agent: str = "tap-ad-invoices",
     ) -> None:
         self.settings = settings
-        self.login = LoginWithAmazon(
-            token_url=settings.token_url,
-            client_id=settings.client_id,
-            client_secret=settings.client_secret,
-            refresh_token=settings.refresh_token,
-            settings_prefix=settings.setting,  # names the store's setting in messages
-            retry=retry,
-        )
+        self.login = LoginWithAmazon.for_settings(settings, retry=retry)
         self.http = HttpClient(
             source="amazon_business",
             base_url=settings.api_url,
