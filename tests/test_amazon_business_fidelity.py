@@ -18,6 +18,7 @@ import requests
 
 from tap_ad_invoices.emulator import Emulator
 from tap_ad_invoices.emulator import amazon_business as ab_emulator
+from tap_ad_invoices.emulator.core import Fault
 from tests.tap_runner import run_tap
 from tests.test_amazon_business_e2e import DOCS, TXNS, ab, config_for, doc_state
 from tests.test_amazon_business_stores import done_by_region, stores_config, truth_hashes
@@ -205,6 +206,41 @@ def test_a_cancelled_document_is_asked_again_after_1_7_and_30_days_then_given_up
     assert creates == 0 and after.records.get(DOCS, []) == []
 
 
+def test_a_failed_retry_of_a_cancelled_document_does_not_move_the_bookmark_back(
+    ab: Emulator, tmp_path: Path
+) -> None:
+    """The retry stays in `cancelled`; holding the bookmark at the document's old feed
+    date would re-read weeks of transactions and request delivered documents again."""
+    documents = ab.sources["amazon_business"].truth()["documents"]
+    number = next(d["invoice_number"] for d in documents if d["document_type"] == "Invoice")
+    key = f"{number}|Invoice"
+    ab.knobs["ab_cancelled_invoices"] = [number]
+    config = config_for(ab, tmp_path)
+    first = run_tap(config, tmp_path / "run1")
+    assert first.returncode == 0, first.stderr
+    bookmark = doc_state(first)["feed_date_bookmark"]
+
+    ab.add_fault(Fault(route=ab_emulator.ROUTE_CREATE, status=500, count=10**6))
+    with ab.lock:
+        ab.counters.clear()
+    config["max_retry_seconds"] = 0.3
+    failed = run_tap(config, tmp_path / "run2", state=days_ago(first.state or {}, key, 30))
+    assert failed.returncode == 1
+    assert [x for x in failed.stderr.splitlines() if "FAILED" in x and number in x]
+    assert doc_state(failed)["feed_date_bookmark"] >= bookmark
+    assert key in doc_state(failed)["cancelled"]  # asked again next run
+
+    with ab.lock:
+        ab.faults.clear()
+        ab.counters.clear()
+    config["max_retry_seconds"] = 30
+    again = run_tap(config, tmp_path / "run3", state=failed.state)
+    assert again.returncode == 0, again.stderr
+    assert ab.counters[ab_emulator.ROUTE_CREATE] == 1  # the retry, and nothing delivered again
+    (record,) = again.records[DOCS]
+    assert record["invoice_number"] == number
+
+
 # -- the createReport budget in the end-of-run line -----------------------------------------
 def test_the_run_ends_saying_the_create_report_budget_left_per_store(
     ab: Emulator, tmp_path: Path
@@ -269,8 +305,8 @@ def test_payment_status_is_filled_and_a_change_re_emits_the_record_without_a_dow
 ) -> None:
     documents = ab.sources["amazon_business"].truth()["documents"]
     invoices = sorted(d["invoice_number"] for d in documents if d["document_type"] == "Invoice")
-    paid, late = invoices[0], invoices[1]
-    ab.knobs["ab_payment_status"] = {paid: "Closed"}
+    paid, late, unknown = invoices[0], invoices[1], invoices[2]
+    ab.knobs["ab_payment_status"] = {paid: "Closed", unknown: "ERROR"}
     config = config_for(ab, tmp_path)
     first = run_tap(config, tmp_path / "run1")
     assert first.returncode == 0, first.stderr
@@ -282,13 +318,16 @@ def test_payment_status_is_filled_and_a_change_re_emits_the_record_without_a_dow
     rows = {r["invoice_number"]: r for r in first.records["invoices"]}
     assert rows[paid]["status"] == "paid" and rows[late]["status"] == "unpaid"
     assert rows[late]["due_date"] == status[late]["payment_due_date"]
-    # Every invoice asked about once, 25 a call; the Closed one is not kept open.
+    assert status[unknown].get("payment_status") is None
+    # Every invoice asked about once, 25 a call; neither the Closed one nor the one Amazon
+    # has no status for (ERROR) is kept open to be asked again on every run.
     assert ab.counters[ab_emulator.ROUTE_PAYMENTS] == -(-len(invoices) // 25)
     assert set(doc_state(first)["open_invoices"]) == {f"{n}|Invoice" for n in invoices} - {
-        f"{paid}|Invoice"
+        f"{paid}|Invoice",
+        f"{unknown}|Invoice",
     }
 
-    ab.knobs["ab_payment_status"] = {paid: "Closed", late: "Past Due"}
+    ab.knobs["ab_payment_status"] = {paid: "Closed", late: "Past Due", unknown: "ERROR"}
     with ab.lock:
         ab.counters.clear()
     second = run_tap(config, tmp_path / "run2", state=first.state)
@@ -300,7 +339,7 @@ def test_payment_status_is_filled_and_a_change_re_emits_the_record_without_a_dow
     assert (
         ab.counters[ab_emulator.ROUTE_CREATE] == 0 and ab.counters[ab_emulator.ROUTE_DOWNLOAD] == 0
     )
-    assert ab.counters[ab_emulator.ROUTE_PAYMENTS] == -(-(len(invoices) - 1) // 25)
+    assert ab.counters[ab_emulator.ROUTE_PAYMENTS] == -(-(len(invoices) - 2) // 25)
     (row,) = second.records["invoices"]
     assert row["invoice_number"] == late and row["status"] == "unpaid"
 

@@ -463,10 +463,15 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         asked = {r.invoice_number for r in todo if r.document_type == "Invoice"}
         asked |= {r.invoice_number for r, _ in resumed if r.document_type == "Invoice"}
         asked |= {entry["request"]["invoice_number"] for entry in open_invoices.values()}
-        payments = self._payment_statuses(store, sorted(asked))
+        payments, answered = self._payment_statuses(store, sorted(asked))
         for key, entry in list(open_invoices.items()):
-            payment = payments.get(entry["request"]["invoice_number"])
+            number = entry["request"]["invoice_number"]
+            payment = payments.get(number)
             if payment is None:
+                if number in answered or _open_too_long(entry, today):
+                    # Amazon has no payment status for it (ERROR), or it never closed:
+                    # not asked again every run for ever.
+                    del open_invoices[key]
                 continue
             if payment.fields() != {k: entry.get(k) for k in payment.fields()}:
                 # The record rebuilt from state with its new status: no report, no
@@ -524,8 +529,9 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
                 payment = payments.get(request.invoice_number)
                 if outcome.status == pipeline.DONE and request.document_type == "Invoice":
                     record.update(payment.fields() if payment else {})
-                    if payment is None or payment.status != CLOSED:
-                        open_invoices[request.key] = _open_invoice(record, request)
+                    has_status = payment is not None or request.invoice_number not in answered
+                    if has_status and (payment is None or payment.status != CLOSED):
+                        open_invoices[request.key] = _open_invoice(record, request, today)
                 yield record
             # The record above is written by now: only then is it safe to remember it.
             if outcome.status == pipeline.DONE:
@@ -535,7 +541,11 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
                 # Remembered with its request in `cancelled`: the bookmark need not wait.
                 self._explain(outcome, retry)
             else:
-                holds.append(request.first_feed_date)
+                # A CANCELLED document asked again is remembered in `cancelled` whatever
+                # happens to the retry: holding the bookmark at its old feed date would
+                # re-read (and re-request) everything fed since.
+                if request.key not in cancelled:
+                    holds.append(request.first_feed_date)
                 self._explain(outcome)
             if outcome.status not in (pipeline.PENDING,) and not outcome.keep_report:
                 pending.pop(request.key, None)
@@ -549,9 +559,12 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             new_bookmark = min(new_bookmark, held)
         state["feed_date_bookmark"] = iso_utc(new_bookmark)
         next_start = max(settings.start_date, new_bookmark - lookback)
+        # A bookmark held back below this run's start re-reads what this run skipped:
+        # the documents delivered there must stay known, or they would be requested again.
+        forget_before = min(next_start, start)
         for key, feed in list(delivered.items()):
             fed = _parse(feed)
-            if fed is not None and fed < next_start:
+            if fed is not None and fed < forget_before:
                 del delivered[key]  # outside the next run's look-back: never seen again
         for key, entry in list(cancelled.items()):
             # Given up: kept a year for the record, then dropped once its transactions
@@ -616,16 +629,23 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
             "payment_due_date": entry.get("payment_due_date"),
         }
 
-    def _payment_statuses(self, store: Store, numbers: list[str]) -> dict[str, PaymentStatus]:
-        """getBatchInvoicePaymentDetails of these invoices, 25 a call; a failed batch
-        leaves its invoices without a status this run (asked again next run)."""
+    def _payment_statuses(
+        self, store: Store, numbers: list[str]
+    ) -> tuple[dict[str, PaymentStatus], set[str]]:
+        """getBatchInvoicePaymentDetails of these invoices, 25 a call: their statuses, and
+        the invoices asked in batches that answered (those missing from the statuses have
+        none: Amazon answered ERROR). A failed batch leaves its invoices without a status
+        this run (asked again next run)."""
         found: dict[str, PaymentStatus] = {}
+        answered: set[str] = set()
         for index in range(0, len(numbers), MAX_INVOICES_PER_PAYMENT_CALL):
             batch = numbers[index : index + MAX_INVOICES_PER_PAYMENT_CALL]
             item = f"{store_label(store.settings)}payment status of invoices {batch}"
-            with self.failures.unit(self.name, item, self.logger):
+            with self.failures.unit(self.name, item, self.logger) as call:
                 found.update(payment_statuses(store.client.payment_details(batch)))
-        return found
+            if not call.failed:
+                answered.update(batch)
+        return found, answered
 
     def _create_budget(self) -> str:
         if len(self.stores) == 1:
@@ -683,9 +703,12 @@ class InvoiceDocumentsStream(AmazonBusinessStream, FeedsInvoices, CheckpointingS
         return details_by_line_item(results), holds, {key[0] for key in failed}
 
 
-def _open_invoice(record: Mapping[str, Any], request: DocumentRequest) -> dict[str, Any]:
+def _open_invoice(
+    record: Mapping[str, Any], request: DocumentRequest, today: dt.date
+) -> dict[str, Any]:
     """What re-emitting a delivered invoice's record needs, JSON-safe (no PDF content)."""
     return {
+        "delivered_on": today.isoformat(),
         "request": request.to_state(),
         "report_id": record.get("report_id"),
         "report_document_id": record.get("report_document_id"),
@@ -693,6 +716,16 @@ def _open_invoice(record: Mapping[str, Any], request: DocumentRequest) -> dict[s
         "payment_status": record.get("payment_status"),
         "payment_due_date": record.get("payment_due_date"),
     }
+
+
+OPEN_INVOICE_DAYS = 400  # an invoice open longer is no longer asked about each run
+
+
+def _open_too_long(entry: Mapping[str, Any], today: dt.date) -> bool:
+    delivered = entry.get("delivered_on")
+    if not delivered:
+        return False
+    return (today - dt.date.fromisoformat(delivered)).days > OPEN_INVOICE_DAYS
 
 
 def build_streams(tap: TapAdInvoices) -> list[Stream]:

@@ -25,7 +25,8 @@ consolidated invoice: its number is "Pending" in consolidatedInvoiceDetails unti
 no consolidatedInvoiceDetails.
 getBatchInvoicePaymentDetails answers "Issued" (due 30 days after the invoice date)
 for every invoice unless `ab_payment_status` {invoice number: status} says otherwise,
-so tests change a status between runs; an unknown id is an ERROR result.
+so tests change a status between runs ("ERROR": an ERROR result); an unknown id is
+an ERROR result too.
 
 Bad inputs, for the failure boundary (all persistent until the knob is cleared):
 `ab_broken_transactions` {transactionId: "no_feed_date" | "no_transaction_id" |
@@ -828,7 +829,13 @@ def install(emulator: Emulator) -> AmazonBusinessEmulator:
         results = []
         for invoice_id in ids:
             invoice = ab.document(store, str(invoice_id))
-            if invoice is None or invoice.invoice_type != "STANDARD":
+            if (
+                invoice is None
+                or invoice.invoice_type != "STANDARD"
+                or (
+                    statuses.get(invoice_id) == "ERROR"  # Amazon keeps no status for it
+                )
+            ):
                 results.append(
                     {
                         "invoiceId": invoice_id,
