@@ -228,3 +228,17 @@ def test_connection_test_checks_every_region(emulator, config, tmp_path):
     assert refused.returncode == 1
     [failed] = [x for x in refused.stderr.splitlines() if "Connection test: amazon_ads FAILED" in x]
     assert "amazon_ads.regions[1].refresh_token" in failed
+
+
+def test_an_account_listed_by_two_hosts_is_read_once(emulator, config, tmp_path):
+    """A global account serving in NA and EU is listed by both hosts: the first region of
+    the config reads it, the other says so, and no statement is requested twice."""
+    shared = ACCOUNTS[0][0]
+    emulator.knobs["ads_eu_also_lists"] = [shared]
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 0, run.stderr
+    windows = len(plan_windows(START, END, 90))
+    assert creates_by_account(emulator)[shared] == windows
+    assert {r["region"] for r in run.records[STREAM] if r["account_id"] == shared} == {"NA"}
+    assert shared not in partition(run, "EU")["accounts"]
+    assert f"account {shared} is also listed by region NA" in run.stderr

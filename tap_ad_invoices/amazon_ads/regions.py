@@ -33,6 +33,9 @@ class Region:
     client: AmazonAdsClient
     down: bool = False  # its credentials or host failed in this run: its streams skip it
     _discovered: list[str] | None = field(default=None, repr=False)
+    # Shared by the regions of one config: which region reads which discovered account.
+    # A global account listed by two hosts is read once, by the first region listing it.
+    claims: dict[str, str] = field(default_factory=dict, repr=False)
 
     noun = "region"
 
@@ -68,15 +71,28 @@ class Region:
                 len(listing.skipped),
                 ", ".join(f"{account} ({status})" for account, status in listing.skipped),
             )
-        self._discovered = listing.account_ids
+        self._discovered = [a for a in listing.account_ids if self._claim(a, logger)]
         return self._discovered
+
+    def _claim(self, account_id: str, logger: logging.Logger) -> bool:
+        owner = self.claims.setdefault(account_id, self.region)
+        if owner != self.region:
+            logger.info(
+                "Amazon Ads: %saccount %s is also listed by region %s, which reads it",
+                part_label(self),
+                account_id,
+                owner,
+            )
+        return owner == self.region
 
 
 def build_regions(tap: TapAdInvoices) -> list[Region]:
     regions = []
+    claims: dict[str, str] = {}
     for settings in regions_from_section(tap.config[PREFIX]):
         # Its own client: its own login, retries and host health.
-        regions.append(Region(settings, AmazonAdsClient(settings, retry=retry_policy(tap.config))))
+        client = AmazonAdsClient(settings, retry=retry_policy(tap.config))
+        regions.append(Region(settings, client, claims=claims))
     return regions
 
 

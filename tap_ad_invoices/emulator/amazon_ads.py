@@ -526,6 +526,8 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
     emulator.knobs.setdefault("ads_statement_request_form", "any")
     emulator.knobs.setdefault("ads_invalid_accounts", [])  # create: an unrelated 400
     emulator.knobs.setdefault("ads_list_inactive_accounts", True)
+    # NA account ids the EU host lists too: one global account serving in both regions.
+    emulator.knobs.setdefault("ads_eu_also_lists", [])
     # /adsAccounts/list answers this error: {"status", "errorCode", "errorMessage"}.
     emulator.knobs.setdefault("ads_accounts_error", None)
     emulator.knobs.setdefault("ads_create_response_key", "billingStatementId")
@@ -582,6 +584,9 @@ def install(emulator: Emulator) -> AmazonAdsEmulator:
         ]
         if region == "NA" and emulator.knobs["ads_list_inactive_accounts"]:
             listed += INACTIVE_ACCOUNTS
+        if region == "EU":  # a global account serving in both: listed by both hosts
+            also = set(emulator.knobs.get("ads_eu_also_lists") or [])
+            listed += [(*a, "CREATED") for a in ads.regions["NA"][0] if a[0] in also]
         page_size = min(int(body.get("maxResults", 100)), 2)  # small pages exercise paging
         start = int(body.get("nextToken") or 0)
         page = listed[start : start + page_size]
