@@ -32,7 +32,7 @@ from tap_ad_invoices.amazon_business.pipeline import (
 from tap_ad_invoices.amazon_business.streams import feed_windows
 from tap_ad_invoices.documents import DocumentSettings, DocumentStore
 from tap_ad_invoices.emulator.amazon_business import make_pdf, wrap_document
-from tap_ad_invoices.errors import ConfigError
+from tap_ad_invoices.errors import ApiError, ConfigError
 from tap_ad_invoices.http import RetryPolicy
 
 API = "https://na.business-api.amazon.com"
@@ -312,6 +312,17 @@ def test_feed_windows_cover_the_range_without_gaps() -> None:
 
 
 # -- client ----------------------------------------------------------------------------
+def test_a_page_token_that_comes_back_fails_the_window_instead_of_looping() -> None:
+    with requests_mock.Mocker() as mock:
+        mock.post(TOKEN_URL, json={"access_token": "Atza|tok", "expires_in": 3600})
+        page = {"json": {"transactions": [{"transactionId": "1"}], "nextPageToken": "p2"}}
+        mock.get(f"{API}/reconciliation/2021-01-08/transactions", [page, page, page])
+        start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        with pytest.raises(ApiError, match="came back twice"):
+            list(client().transactions(start, start + dt.timedelta(days=30)))
+        assert len([c for c in mock.request_history if "transactions" in c.url]) == 2
+
+
 def test_paging_sends_next_page_token_alone_and_the_token_header() -> None:
     with requests_mock.Mocker() as mock:
         mock.post(TOKEN_URL, json={"access_token": "Atza|tok", "expires_in": 3600})

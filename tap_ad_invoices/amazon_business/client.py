@@ -95,12 +95,17 @@ class AmazonBusinessClient:
         """Every transaction whose feed date is in [feed_start, feed_end), page by page."""
         dates = {"feedStartDate": iso_utc(feed_start), "feedEndDate": iso_utc(feed_end)}
         params: dict[str, str] = dict(dates)
+        tokens: set[str] = set()
         while True:
             body = self._transactions_page(params, dates)
             yield from body.get("transactions") or []
             token = body.get("nextPageToken")
             if not token:
                 return
+            if token in tokens:
+                # A page answered with a token already followed would loop for ever.
+                raise ApiError(f"getTransactions: nextPageToken {token!r} came back twice")
+            tokens.add(token)
             # The parameter text says nextPageToken goes alone when paging, while the model
             # marks both dates required: the token alone until a 400 says otherwise.
             params = (
