@@ -322,3 +322,18 @@ def test_a_card_paid_setup_that_moves_to_monthly_invoicing_is_read_at_the_next_c
     assert third.state["bookmarks"][STREAM]["billing_setups"][CARD_PAID] == {  # type: ignore[index]
         "synced_through": "2026-10"
     }
+
+
+def test_an_account_stopping_in_the_month_in_progress_is_not_remembered_as_not_serving(
+    google: fake.GoogleAdsEmulator, tmp_path: Path
+) -> None:
+    """Only the open month answers NON_SERVING_CUSTOMER: its final invoice may still come,
+    so the setup is not marked not serving (which would stop asking that month)."""
+    active = setups(google.truth())["active"][0]
+    customer = active.split("/")[1]
+    google.emulator.knobs["google_non_serving_from"] = {customer: this_month()}
+    run = run_tap(daily(google), tmp_path)
+    assert run.returncode == 0, run.stderr
+    entry = run.state["bookmarks"][STREAM]["billing_setups"][active]  # type: ignore[index]
+    assert "non_serving_since" not in entry
+    assert entry["synced_through"] < this_month()  # the open month is asked again

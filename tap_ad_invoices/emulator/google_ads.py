@@ -29,6 +29,8 @@ Knobs (besides the core's `latency_seconds`, `rate_limits`):
 - `google_extra_customers`: that many more plain USD accounts on monthly invoicing.
 - `google_extra_card_paid`: that many more accounts whose billing setup is not on
   monthly invoicing (`BILLING_SETUP_NOT_ON_MONTHLY_INVOICING` for every month).
+- `google_non_serving_from`: {customer id: "YYYY-MM"}, that issue month on answers
+  NON_SERVING_CUSTOMER (an account that stops serving in the month in progress).
 - `google_extra_lapsed`: that many more accounts that stopped serving (CANCELED,
   SUSPENDED, CLOSED in turn) in 2025 or 2026, with final invoices.
 - `google_denied_customers`: customer ids answered `USER_PERMISSION_DENIED`.
@@ -975,7 +977,12 @@ class GoogleAdsEmulator:
             )
         issue_month = f"{request.issue_year}-{MONTHS.index(month_name) + 1:02d}"
         final = next(a for a in self.accounts if a.customer_id == customer_id).final_issue_month
-        if final is not None and issue_month > f"{final:%Y-%m}":
+        # `google_non_serving_from` {customer: "YYYY-MM"}: that month on answers
+        # NON_SERVING_CUSTOMER already (an account stopping in the month in progress).
+        early = (self.emulator.knobs.get("google_non_serving_from") or {}).get(customer_id)
+        if (final is not None and issue_month > f"{final:%Y-%m}") or (
+            early is not None and issue_month >= early
+        ):
             raise GrpcAbort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 failure(

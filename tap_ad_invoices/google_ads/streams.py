@@ -403,6 +403,11 @@ class GoogleAdsInvoicesStream(FeedsInvoices):
             return
         asked_all = len(partition.calls) == len(partition.months)
         since = non_serving_from if asked_all else known.non_serving_since or non_serving_from
+        if since is not None and since >= self._open_month:
+            # Only the month in progress says NON_SERVING: its final invoice may not be
+            # issued yet. Remembered as not serving, the month would not be asked again.
+            self._remember(bookmarks, partition, SetupState(synced))
+            return
         state = SetupState(synced, non_serving_since=since, checked=self._open_month)
         self._log_non_serving(partition, state)
         self._remember(bookmarks, partition, state)
