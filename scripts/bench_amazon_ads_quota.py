@@ -16,10 +16,7 @@ configured), and no refused statement request (the accepted form is in state).
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,22 +40,11 @@ REFUSED = "refused statement requests (400/415)"
 
 def _run_tap(config: dict[str, Any], workdir: Path, state: dict[str, Any] | None) -> dict:
     """One tap run (a subprocess, as Meltano runs it); its last STATE."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(config))
-    command = [sys.executable, "-m", "tap_ad_invoices", "--config", str(workdir / "config.json")]
-    if state is not None:
-        (workdir / "state.json").write_text(json.dumps(state))
-        command += ["--state", str(workdir / "state.json")]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_AD_INVOICES")}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the tap failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    last: dict[str, Any] = {}
-    for line in done.stdout.splitlines():
-        message = json.loads(line)
-        if message["type"] == "STATE":
-            last = message["value"]
-    return last
+    # The Google benchmark's runner, imported beside this file however this one is loaded.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_google_ads import tap_run
+
+    return tap_run(config, workdir, state)["state"] or {}
 
 
 def amazon_ads_quota_run2(tmp_dir: str | Path) -> dict[str, tuple[int, int]]:
